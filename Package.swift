@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+// Vigil: a multi-process supervision tree for Linux, modelled on Erlang/OTP.
+// Only the toolchain and Debian C libraries (found with pkg-config) are used.
+import PackageDescription
+
+/// Worker executables: thin mains over VigilWorker + Trading.
+let workerKinds = [
+    "db-watchdog", "cache-warmer", "exchange-gateway",
+    "strategy-runner", "risk-guardian", "ml-predictor",
+]
+
+let package = Package(
+    name: "Vigil",
+    products: [
+        .executable(name: "vigil", targets: ["vigil"]),
+        .library(name: "VigilWorker", targets: ["VigilWorker"]),
+    ] + workerKinds.map { .executable(name: $0, targets: [$0]) },
+    targets: [
+        // C libraries from Debian, located with pkg-config.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        // What Glibc does not import into Swift: epoll, signalfd, timerfd, pidfd, prctl,
+        // posix_spawn with _GNU_SOURCE flags, W* macros, SO_PEERCRED.
+        .target(name: "CShim"),
+
+        // The pure core: every supervision decision. No I/O, injected clock and randomness.
+        .target(name: "VigilCore", linkerSettings: [.linkedLibrary("m")]),
+        // Frames spoken between vigil and a worker.
+        .target(name: "VigilWire"),
+        // The imperative shell: syscalls, event loop, journal, control socket, YAML loader.
+        .target(name: "VigilHost", dependencies: ["VigilCore", "VigilWire", "CShim", "CSystemd", "CSQLite", "CYAML"]),
+        // The SDK a worker executable is written with. Kept free of Foundation: it costs
+        // every restart a few milliseconds of dynamic loading.
+        .target(name: "VigilWorker", dependencies: ["VigilWire", "CShim"]),
+        // Trading domain: prices, orders, fills, positions, exposure. Pure.
+        .target(name: "Trading"),
+
+        .executableTarget(name: "vigil", dependencies: ["VigilHost", "VigilCore"]),
+
+        .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
+        .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
+        .testTarget(name: "TradingTests", dependencies: ["Trading"]),
+        .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VigilHost", "VigilCore"]),
+    ] + workerKinds.map {
+        .executableTarget(name: $0, dependencies: ["VigilWorker", "Trading", "CSQLite", "CShim"])
+    }
+)

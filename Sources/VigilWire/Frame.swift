@@ -1,0 +1,182 @@
+/// The frames spoken on a worker's private channel: a `SOCK_SEQPACKET` socketpair, so the
+/// kernel keeps message boundaries and one `recv` is one frame. A frame is one kind byte
+/// followed by its payload; integers are little-endian, strings are UTF-8 prefixed by a
+/// 16-bit length. Anything that does not decode exactly is a protocol violation: vigil cuts
+/// the worker off and restarts it, it never guesses.
+public enum Frame: Hashable, Sendable {
+    // Worker -> vigil.
+    /// The worker is initialised and serving.
+    case ready
+    /// The worker's liveness beat.
+    case heartbeat
+    /// A one-line human status, shown by `vigil status`.
+    case status(String)
+    /// The worker is shutting down on purpose.
+    case stopping
+
+    // Vigil -> worker.
+    /// A resource sample of one worker, sent to workers with role `predictor`.
+    case sample(WorkerSample)
+    /// A tree-level notice for every worker (for example `safe_mode` = `on`).
+    case notice(key: String, value: String)
+
+    /// The largest frame either side sends or accepts. Large state goes through a memfd.
+    public static let maximumSize = 16 * 1024
+
+    enum Kind: UInt8 {
+        case ready = 1, heartbeat = 2, status = 3, stopping = 4
+        case sample = 0x11, notice = 0x12
+    }
+}
+
+/// One resource sample of a supervised worker, as vigil reads it from /proc.
+public struct WorkerSample: Hashable, Sendable {
+    public var worker: String
+    public var pid: Int32
+    /// Resident set size in KiB.
+    public var rssKiB: UInt64
+    /// CPU time used since the previous sample, in microseconds.
+    public var cpuMicros: UInt64
+    /// Length of the sampling interval, in microseconds (so CPU share = cpu / interval).
+    public var intervalMicros: UInt64
+    /// Restarts of this worker since vigil started.
+    public var restarts: UInt32
+
+    public init(worker: String, pid: Int32, rssKiB: UInt64, cpuMicros: UInt64,
+                intervalMicros: UInt64, restarts: UInt32) {
+        self.worker = worker
+        self.pid = pid
+        self.rssKiB = rssKiB
+        self.cpuMicros = cpuMicros
+        self.intervalMicros = intervalMicros
+        self.restarts = restarts
+    }
+}
+
+/// Why bytes were not a frame.
+public enum FrameError: Error, Hashable, Sendable, CustomStringConvertible {
+    case empty
+    case tooLarge(Int)
+    case unknownKind(UInt8)
+    case truncated(kind: UInt8)
+    case trailingBytes(kind: UInt8, count: Int)
+    case invalidUTF8(kind: UInt8)
+    case stringTooLong(Int)
+
+    public var description: String {
+        switch self {
+        case .empty: "empty frame"
+        case .tooLarge(let n): "frame of \(n) bytes exceeds the \(Frame.maximumSize)-byte limit"
+        case .unknownKind(let k): "unknown frame kind 0x\(String(k, radix: 16))"
+        case .truncated(let k): "frame kind 0x\(String(k, radix: 16)) is truncated"
+        case .trailingBytes(let k, let n): "frame kind 0x\(String(k, radix: 16)) has \(n) trailing bytes"
+        case .invalidUTF8(let k): "frame kind 0x\(String(k, radix: 16)) carries invalid UTF-8"
+        case .stringTooLong(let n): "string of \(n) bytes does not fit a frame"
+        }
+    }
+}
+
+extension Frame {
+    /// The bytes of this frame. Throws only when a string is too long for a frame.
+    public func encoded() throws(FrameError) -> [UInt8] {
+        var w = FrameWriter()
+        switch self {
+        case .ready: w.byte(Kind.ready.rawValue)
+        case .heartbeat: w.byte(Kind.heartbeat.rawValue)
+        case .stopping: w.byte(Kind.stopping.rawValue)
+        case .status(let text):
+            w.byte(Kind.status.rawValue)
+            try w.string(text)
+        case .sample(let s):
+            w.byte(Kind.sample.rawValue)
+            try w.string(s.worker)
+            w.integer(UInt32(bitPattern: s.pid))
+            w.integer(s.rssKiB)
+            w.integer(s.cpuMicros)
+            w.integer(s.intervalMicros)
+            w.integer(s.restarts)
+        case .notice(let key, let value):
+            w.byte(Kind.notice.rawValue)
+            try w.string(key)
+            try w.string(value)
+        }
+        guard w.bytes.count <= Frame.maximumSize else { throw .tooLarge(w.bytes.count) }
+        return w.bytes
+    }
+
+    /// Decodes exactly one frame; any excess, shortfall or unknown kind is an error.
+    public init(decoding bytes: some Collection<UInt8>) throws(FrameError) {
+        guard bytes.count <= Frame.maximumSize else { throw .tooLarge(bytes.count) }
+        var r = FrameReader(Array(bytes))
+        guard let raw = r.byte() else { throw .empty }
+        guard let kind = Kind(rawValue: raw) else { throw .unknownKind(raw) }
+        switch kind {
+        case .ready: self = .ready
+        case .heartbeat: self = .heartbeat
+        case .stopping: self = .stopping
+        case .status: self = .status(try r.string(kind: raw))
+        case .sample:
+            let worker = try r.string(kind: raw)
+            guard let pid: UInt32 = r.integer(), let rss: UInt64 = r.integer(),
+                  let cpu: UInt64 = r.integer(), let interval: UInt64 = r.integer(),
+                  let restarts: UInt32 = r.integer()
+            else { throw .truncated(kind: raw) }
+            self = .sample(WorkerSample(worker: worker, pid: Int32(bitPattern: pid), rssKiB: rss,
+                                        cpuMicros: cpu, intervalMicros: interval, restarts: restarts))
+        case .notice:
+            let key = try r.string(kind: raw)
+            let value = try r.string(kind: raw)
+            self = .notice(key: key, value: value)
+        }
+        guard r.remaining == 0 else { throw .trailingBytes(kind: raw, count: r.remaining) }
+    }
+}
+
+struct FrameWriter {
+    var bytes: [UInt8] = []
+
+    mutating func byte(_ b: UInt8) { bytes.append(b) }
+
+    mutating func integer<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func string(_ s: String) throws(FrameError) {
+        let utf8 = Array(s.utf8)
+        guard utf8.count <= Int(UInt16.max) else { throw .stringTooLong(utf8.count) }
+        integer(UInt16(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+}
+
+struct FrameReader {
+    let bytes: [UInt8]
+    var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    var remaining: Int { bytes.count - offset }
+
+    mutating func byte() -> UInt8? {
+        guard offset < bytes.count else { return nil }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func integer<T: FixedWidthInteger>() -> T? {
+        let size = MemoryLayout<T>.size
+        guard remaining >= size else { return nil }
+        var value: T = 0
+        for i in 0..<size { value |= T(bytes[offset + i]) << (8 * i) }
+        offset += size
+        return value
+    }
+
+    mutating func string(kind: UInt8) throws(FrameError) -> String {
+        guard let count: UInt16 = integer(), remaining >= Int(count) else { throw .truncated(kind: kind) }
+        let slice = bytes[offset..<offset + Int(count)]
+        offset += Int(count)
+        guard let s = String(validating: slice, as: UTF8.self) else { throw .invalidUTF8(kind: kind) }
+        return s
+    }
+}
