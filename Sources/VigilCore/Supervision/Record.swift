@@ -1,0 +1,102 @@
+/// What a child's process ended with, as the shell observed it once its whole process
+/// group was gone.
+public enum ExitStatus: Hashable, Sendable, CustomStringConvertible {
+    /// `exit(code)`.
+    case exited(Int32)
+    /// Killed by this signal number.
+    case signaled(Int32)
+    /// The program could not be started at all (errno from posix_spawn/exec).
+    case spawnFailed(Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let c): "exit \(c)"
+        case .signaled(let s): "signal \(SignalName.of(s))"
+        case .spawnFailed(let e): "spawn failed (errno \(e))"
+        }
+    }
+}
+
+/// Signal names for logs, without importing Glibc into the core.
+public enum SignalName {
+    public static let numbers: [(String, Int32)] = [
+        ("SIGHUP", 1), ("SIGINT", 2), ("SIGQUIT", 3), ("SIGILL", 4), ("SIGTRAP", 5),
+        ("SIGABRT", 6), ("SIGBUS", 7), ("SIGFPE", 8), ("SIGKILL", 9), ("SIGUSR1", 10),
+        ("SIGSEGV", 11), ("SIGUSR2", 12), ("SIGPIPE", 13), ("SIGALRM", 14), ("SIGTERM", 15),
+        ("SIGCHLD", 17), ("SIGCONT", 18), ("SIGSTOP", 19), ("SIGTSTP", 20), ("SIGXCPU", 24),
+        ("SIGSYS", 31),
+    ]
+
+    public static func of(_ number: Int32) -> String {
+        numbers.first(where: { $0.1 == number })?.0 ?? "SIG\(number)"
+    }
+
+    /// `KILL`, `SIGKILL`, `kill` or `9`.
+    public static func number(_ text: String) -> Int32? {
+        if let n = Int32(text), n > 0, n < 65 { return n }
+        let upper = text.uppercased()
+        let full = upper.hasPrefix("SIG") ? upper : "SIG" + upper
+        return numbers.first(where: { $0.0 == full })?.1
+    }
+
+    public static let term: Int32 = 15
+    public static let kill: Int32 = 9
+}
+
+/// The kinds of journal record. Raw values are what `vigil events` and the SQLite journal
+/// show, so they are part of the interface.
+public enum RecordKind: String, Sendable, CaseIterable {
+    /// A child's process was spawned (pid, incarnation).
+    case spawned
+    /// A child said READY.
+    case ready
+    /// A child's process group is gone (detail: exit status).
+    case exited
+    /// A child could not be spawned.
+    case spawnFailed = "spawn_failed"
+    /// A child did not say READY in time; its group is killed and the start counts as failed.
+    case readyTimeout = "ready_timeout"
+    /// Decision: restart a child now or after a delay (detail: reason, delay).
+    case restart
+    /// Decision: a restart waits for its backoff delay.
+    case backoff
+    /// Decision: not restarted (temporary, transient normal exit, shutting down).
+    case notRestarted = "not_restarted"
+    /// Decision: terminate a child (SIGTERM or SIGKILL to its group), with the reason.
+    case terminate
+    /// The shutdown timeout passed: SIGKILL to the group.
+    case kill
+    /// A supervisor exceeded its restart intensity and fails to its parent.
+    case escalate
+    /// The whole tree is READY.
+    case treeReady = "tree_ready"
+    /// The root supervisor failed: the tree is down.
+    case treeFailed = "tree_failed"
+    /// The tree was stopped on request (SIGINT/SIGTERM).
+    case treeStopped = "tree_stopped"
+    /// An operator command (stop, start, restart, kill).
+    case command
+    /// A child broke the protocol (garbage frames, flooding) and is cut off.
+    case protocolViolation = "protocol_violation"
+}
+
+/// One journal line: every decision the core makes and every observed fact about a child.
+/// The shell appends these to the journal *before* it carries out the effects after them.
+public struct Record: Hashable, Sendable {
+    public var kind: RecordKind
+    /// The child or supervisor this is about; the root's name for tree-level records.
+    public var node: String
+    public var pid: Int32?
+    public var incarnation: UInt64?
+    /// A short human sentence: reason, status, delay.
+    public var detail: String
+
+    public init(_ kind: RecordKind, node: String, pid: Int32? = nil, incarnation: UInt64? = nil,
+                detail: String = "") {
+        self.kind = kind
+        self.node = node
+        self.pid = pid
+        self.incarnation = incarnation
+        self.detail = detail
+    }
+}
