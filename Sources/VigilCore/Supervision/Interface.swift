@@ -1,0 +1,73 @@
+/// A node of the supervision tree: its index in depth-first declaration order, which is
+/// also start order. Stable for the life of a `SupervisionTree`.
+public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public init(_ index: Int) { self.index = index }
+    public static func < (a: NodeID, b: NodeID) -> Bool { a.index < b.index }
+    public var description: String { "#\(index)" }
+}
+
+/// What the shell tells the core. Every event carries the incarnation it is about, so a
+/// late message from a process that has already been replaced is recognised and ignored.
+public enum Event: Hashable, Sendable {
+    /// Bring the tree up.
+    case start
+    /// The shell spawned the process for a `.spawn` effect.
+    case spawned(NodeID, incarnation: UInt64, pid: Int32)
+    /// The shell could not spawn it (errno).
+    case spawnFailed(NodeID, incarnation: UInt64, errno: Int32)
+    /// The child said READY on its channel.
+    case ready(NodeID, incarnation: UInt64)
+    /// The child's process has exited and no process of its group is left.
+    case exited(NodeID, incarnation: UInt64, ExitStatus)
+    /// The child broke the channel protocol (garbage, flooding): it is cut off and killed.
+    case protocolViolation(NodeID, incarnation: UInt64, String)
+    /// Time has advanced to `now`: fire what is due.
+    case tick
+    /// Stop the whole tree in reverse start order (SIGINT/SIGTERM to vigil).
+    case shutdown
+    /// Stop now: SIGKILL every process group still alive (a second SIGINT).
+    case forceShutdown
+}
+
+/// An operator command from the control socket.
+public enum Command: Hashable, Sendable {
+    /// Terminate a child (or a pool, or a supervisor's subtree) and keep it down.
+    case stop(String)
+    /// Start a child that is down.
+    case start(String)
+    /// Terminate and start again; does not count against restart intensity.
+    case restart(String)
+    /// Send a signal to a child's process group; what follows is what the process does
+    /// (a death is a crash, handled like any other).
+    case kill(String, signal: Int32)
+}
+
+/// Why a command was refused.
+public struct CommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// How the tree ended.
+public enum TreeOutcome: Hashable, Sendable {
+    /// Stopped on request; everything terminated in order.
+    case stopped
+    /// The root supervisor exceeded its restart intensity.
+    case failed(String)
+}
+
+/// What the core asks the shell to do, in order. `.record` effects come before the actions
+/// they explain, so the shell can journal them before it acts.
+public enum Effect: Hashable, Sendable {
+    case record(Record)
+    /// Spawn the worker's program; report `.spawned` or `.spawnFailed` for this incarnation.
+    case spawn(NodeID, incarnation: UInt64)
+    /// Send `signal` to the process group led by `pid`.
+    case signal(NodeID, pid: Int32, signal: Int32)
+    /// Every child is READY for the first time (sd_notify READY=1).
+    case treeReady
+    /// The tree is down: vigil exits (0 for `.stopped`, non-zero for `.failed`).
+    case treeFinished(TreeOutcome)
+}

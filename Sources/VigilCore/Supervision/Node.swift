@@ -1,0 +1,129 @@
+/// Why a worker is being stopped, which decides what its exit means.
+enum StopCause: Hashable, Sendable {
+    /// Part of a supervisor's termination plan (cascade, escalation, tree shutdown): the
+    /// plan decides what happens next.
+    case plan
+    /// `vigil stop`: stays down until `vigil start`.
+    case operatorStop
+    /// `vigil restart`: starts again as soon as it is gone, not counted as a restart.
+    case operatorRestart
+    /// No READY within the ready timeout: the exit is a failed start.
+    case readyTimeout
+    /// The child broke the channel protocol: the exit is a failure.
+    case protocolViolation(String)
+}
+
+/// Where a node is in its life. Workers use all of these; supervisors use idle, backoff,
+/// running (active), stopping (terminating their children) and stopped.
+enum NodeState: Hashable, Sendable {
+    /// Will be started as soon as its parent is running and its dependencies are READY.
+    case idle
+    /// Will become idle at `until`.
+    case backoff(until: Instant)
+    /// The spawn effect is out; the shell has not reported a pid yet.
+    case spawning
+    /// Spawned, waiting for READY.
+    case starting
+    /// READY (a worker) or active (a supervisor).
+    case running
+    /// Signalled (or terminating its children), waiting for the exit.
+    case stopping(StopCause)
+    /// Down, and not started by itself: held by an operator, finished, or stopped by a plan
+    /// whose continuation has not run yet.
+    case stopped
+}
+
+/// What a supervisor does once a termination plan has finished.
+enum Continuation: Hashable, Sendable {
+    /// A cascade: restart these children (in start order) after `delay`.
+    case restart([NodeID], delay: Duration)
+    /// Restart intensity exceeded: the supervisor fails to its parent.
+    case fail(String)
+    /// The supervisor itself is terminated; `thenIdle` starts it again (operator restart).
+    case stopSelf(thenIdle: Bool)
+}
+
+/// A supervisor's termination in progress: steps run one after another, the children in
+/// one step (a pool's instances) in parallel, like OTP terminating a simple_one_for_one.
+struct Plan: Hashable, Sendable {
+    var steps: [[NodeID]]
+    var inFlight: Set<NodeID> = []
+    var then: Continuation
+
+    func contains(_ id: NodeID) -> Bool {
+        inFlight.contains(id) || steps.contains(where: { $0.contains(id) })
+    }
+
+    mutating func remove(_ id: NodeID) {
+        inFlight.remove(id)
+        for i in steps.indices { steps[i].removeAll(where: { $0 == id }) }
+    }
+}
+
+enum NodeKind: Hashable, Sendable {
+    case worker(WorkerSpec)
+    case supervisor(SupervisorSpec)
+}
+
+/// One node of the tree with everything the core knows about it.
+struct Node: Sendable {
+    let id: NodeID
+    let name: String
+    let parent: NodeID?
+    let depth: Int
+    let kind: NodeKind
+    /// For pool instances, the pool's name (`strategy-runner` for `strategy-runner.2`).
+    let pool: String?
+    var children: [NodeID] = []
+    var dependencies: [NodeID] = []
+
+    var state: NodeState = .idle
+    var incarnation: UInt64 = 0
+    var pid: Int32?
+    var startedAt: Instant?
+    var readyAt: Instant?
+    /// Restarts decided for this node (cascades included).
+    var restarts = 0
+    /// Consecutive failures since the last stable run, for backoff.
+    var consecutiveFailures = 0
+    var lastExit: ExitStatus?
+    var lastExitAt: Instant?
+    var lastReason: String?
+    /// Down on an operator's order.
+    var held = false
+    /// Exited and, by its restart type, not restarted (temporary, or transient exit 0).
+    var finished = false
+
+    // Supervisors only.
+    var window = RestartWindow()
+    var plan: Plan?
+    /// Children that failed while a plan was running, handled when it ends.
+    var deferred: [NodeID] = []
+
+    var isSupervisor: Bool {
+        if case .supervisor = kind { return true }
+        return false
+    }
+
+    var worker: WorkerSpec? {
+        if case .worker(let w) = kind { return w }
+        return nil
+    }
+
+    var restartType: RestartType { worker?.restart ?? .permanent }
+
+    var backoff: BackoffPolicy {
+        switch kind {
+        case .worker(let w): w.backoff
+        case .supervisor(let s): s.backoff
+        }
+    }
+
+    /// A process exists (or is about to) that must exit before this node is down.
+    var isAlive: Bool {
+        switch state {
+        case .spawning, .starting, .running, .stopping: true
+        case .idle, .backoff, .stopped: false
+        }
+    }
+}

@@ -1,0 +1,78 @@
+/// Operator commands: OTP's terminate_child / restart_child, plus kill. None of them counts
+/// against restart intensity except what a killed process does afterwards.
+extension SupervisionTree {
+    public mutating func handle(_ command: Command, at now: Instant) -> Result<[Effect], CommandError> {
+        begin(at: now)
+        let name: String
+        switch command {
+        case .stop(let n), .start(let n), .restart(let n), .kill(let n, _): name = n
+        }
+        let ids = resolve(name)
+        guard !ids.isEmpty else {
+            return .failure(CommandError("no child named '\(name)'; `vigil status` lists them"))
+        }
+        guard isStarted, !isShuttingDown, outcome == nil else {
+            return .failure(CommandError("the tree is stopping; commands are refused"))
+        }
+        for id in ids {
+            if let p = nodes[id.index].parent, nodes[p.index].plan != nil || nodes[p.index].state != .running {
+                return .failure(CommandError("\(nodes[p.index].name) is busy restarting or stopping its children; try again in a moment"))
+            }
+        }
+        switch command {
+        case .stop:
+            for id in ids { stop(id, then: .operatorStop) }
+        case .restart:
+            for id in ids { stop(id, then: .operatorRestart) }
+        case .start:
+            let down = ids.filter { nodes[$0.index].state == .stopped }
+            guard !down.isEmpty else {
+                return .failure(CommandError("\(name) is not stopped (it is \(stateText(ids[0])))"))
+            }
+            for id in down {
+                emit(.command, id, detail: "operator: start")
+                nodes[id.index].held = false
+                nodes[id.index].finished = false
+                nodes[id.index].consecutiveFailures = 0
+                nodes[id.index].state = .idle
+            }
+        case .kill(_, let signal):
+            let targets = ids.filter { nodes[$0.index].pid != nil && !nodes[$0.index].isSupervisor }
+            guard !targets.isEmpty else {
+                return .failure(CommandError("\(name) has no running process to signal"))
+            }
+            for id in targets {
+                emit(.command, id, detail: "operator: \(SignalName.of(signal)) to its group")
+                effects.append(.signal(id, pid: nodes[id.index].pid!, signal: signal))
+            }
+        }
+        return .success(finish())
+    }
+
+    private mutating func stop(_ id: NodeID, then cause: StopCause) {
+        let verb = cause == .operatorStop ? "stop" : "restart"
+        emit(.command, id, detail: "operator: \(verb)")
+        let node = nodes[id.index]
+        if node.isSupervisor {
+            if node.state == .running {
+                if cause == .operatorStop { nodes[id.index].held = true }
+                terminateSupervisor(id, then: .stopSelf(thenIdle: cause == .operatorRestart))
+            } else {
+                nodes[id.index].held = cause == .operatorStop
+                nodes[id.index].state = cause == .operatorStop ? .stopped : .idle
+            }
+            return
+        }
+        switch node.state {
+        case .starting, .running:
+            nodes[id.index].state = .stopping(cause)
+            signalTermination(id)
+        case .spawning, .stopping:
+            nodes[id.index].state = .stopping(cause)
+        case .idle, .backoff, .stopped:
+            nodes[id.index].held = cause == .operatorStop
+            nodes[id.index].finished = false
+            nodes[id.index].state = cause == .operatorStop ? .stopped : .idle
+        }
+    }
+}

@@ -1,0 +1,248 @@
+/// The supervision tree's decision logic, after OTP's `supervisor.erl`: events in, effects
+/// out. It performs no I/O, reads no clock and draws no randomness of its own: the shell
+/// passes `now` with each event and a random source at construction, so every decision
+/// can be replayed and tested deterministically, with thousands of children.
+///
+/// Start order is depth-first declaration order; dependencies must be declared first (the
+/// validator enforces it), so reverse start order is also reverse dependency order.
+public struct SupervisionTree {
+    var nodes: [Node] = []
+    var byName: [String: [NodeID]] = [:]
+    var timers = TimerQueue()
+    var random: any RandomNumberGenerator
+
+    /// Set by `handle`: the time of the event being handled.
+    var now = Instant.zero
+    var effects: [Effect] = []
+    /// Supervisors whose plan may be able to advance.
+    var dirty: [NodeID] = []
+
+    public internal(set) var isStarted = false
+    public internal(set) var isShuttingDown = false
+    public internal(set) var outcome: TreeOutcome?
+    var readyAnnounced = false
+
+    public let settings: TreeSettings
+    public var root: NodeID { NodeID(0) }
+
+    public init(topology: Topology, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
+        self.random = random
+        self.settings = topology.settings
+        add(.supervisor(topology.root), parent: nil, depth: 0)
+        resolveDependencies()
+    }
+
+    private mutating func add(_ spec: ChildSpec, parent: NodeID?, depth: Int) {
+        switch spec {
+        case .worker(let w) where w.instances > 1:
+            for i in 1...w.instances {
+                append(Node(id: NodeID(nodes.count), name: "\(w.name).\(i)", parent: parent, depth: depth,
+                            kind: .worker(w), pool: w.name))
+            }
+            byName[w.name] = (nodes.count - w.instances..<nodes.count).map(NodeID.init)
+        case .worker(let w):
+            append(Node(id: NodeID(nodes.count), name: w.name, parent: parent, depth: depth,
+                        kind: .worker(w), pool: nil))
+        case .supervisor(let s):
+            let id = NodeID(nodes.count)
+            append(Node(id: id, name: s.name, parent: parent, depth: depth, kind: .supervisor(s), pool: nil))
+            for child in s.children { add(child, parent: id, depth: depth + 1) }
+        }
+    }
+
+    private mutating func append(_ node: Node) {
+        nodes.append(node)
+        byName[node.name] = [node.id]
+        if let p = node.parent { nodes[p.index].children.append(node.id) }
+    }
+
+    private mutating func resolveDependencies() {
+        for i in nodes.indices {
+            guard let w = nodes[i].worker else { continue }
+            nodes[i].dependencies = w.dependsOn.flatMap { byName[$0.name] ?? [] }
+        }
+    }
+
+    // MARK: Queries
+
+    /// Every node, in start order.
+    public var nodeIDs: [NodeID] { nodes.map(\.id) }
+    public func name(of id: NodeID) -> String { nodes[id.index].name }
+    public func workerSpec(of id: NodeID) -> WorkerSpec? { nodes[id.index].worker }
+    public func pid(of id: NodeID) -> Int32? { nodes[id.index].pid }
+    public func incarnation(of id: NodeID) -> UInt64 { nodes[id.index].incarnation }
+    public func restarts(of id: NodeID) -> Int { nodes[id.index].restarts }
+    /// The nodes a name stands for: one child, a pool's instances, or a supervisor.
+    public func resolve(_ name: String) -> [NodeID] { byName[name] ?? [] }
+    /// The next time the core wants a `.tick`, if any.
+    public var nextDeadline: Instant? { timers.earliest }
+
+    /// True when a worker is READY, a supervisor has every child it cares about READY, or a
+    /// child finished successfully (a transient job that exited 0 satisfies dependents).
+    public func isReady(_ id: NodeID) -> Bool {
+        let n = nodes[id.index]
+        if n.finished { return n.lastExit == .exited(0) || n.isSupervisor }
+        guard n.state == .running else { return false }
+        guard n.isSupervisor else { return true }
+        return n.children.allSatisfy { c in
+            let child = nodes[c.index]
+            return child.held || child.finished && child.restartType == .temporary || isReady(c)
+        }
+    }
+
+    // MARK: Events
+
+    /// Handles one event at `now` and returns the effects to carry out, in order.
+    public mutating func handle(_ event: Event, at now: Instant) -> [Effect] {
+        begin(at: now)
+        switch event {
+        case .start:
+            if !isStarted {
+                isStarted = true
+                nodes[0].state = .idle
+            }
+        case .spawned(let id, let inc, let pid): spawned(id, inc, pid)
+        case .spawnFailed(let id, let inc, let errno):
+            guard nodes[id.index].incarnation == inc else { break }
+            emit(.spawnFailed, id, detail: "could not start \(nodes[id.index].worker?.argv.first ?? "?") (errno \(errno))")
+            exited(id, inc, .spawnFailed(errno))
+        case .ready(let id, let inc): ready(id, inc)
+        case .exited(let id, let inc, let status): exited(id, inc, status)
+        case .protocolViolation(let id, let inc, let why):
+            let n = nodes[id.index]
+            guard n.incarnation == inc, n.isAlive, let pid = n.pid else { break }
+            if case .stopping = n.state { break }
+            emit(.protocolViolation, id, detail: "\(why); killing its process group")
+            nodes[id.index].state = .stopping(.protocolViolation(why))
+            effects.append(.signal(id, pid: pid, signal: SignalName.kill))
+        case .tick: fireTimers()
+        case .shutdown:
+            if isStarted && !isShuttingDown && outcome == nil {
+                isShuttingDown = true
+                emit(.terminate, root, detail: "stopping the tree in reverse start order")
+                terminateSupervisor(root, then: .stopSelf(thenIdle: false))
+            }
+        case .forceShutdown:
+            isShuttingDown = true
+            for n in nodes where n.isAlive {
+                if let pid = n.pid { effects.append(.signal(n.id, pid: pid, signal: SignalName.kill)) }
+            }
+            if nodes[0].plan == nil && nodes[0].state != .stopped {
+                terminateSupervisor(root, then: .stopSelf(thenIdle: false))
+            }
+        }
+        return finish()
+    }
+
+    mutating func begin(at now: Instant) {
+        self.now = now
+        effects.removeAll(keepingCapacity: true)
+    }
+
+    /// Advances plans and starts what can start, until nothing changes.
+    mutating func finish() -> [Effect] {
+        repeat {
+            while let s = dirty.popLast() { advance(s) }
+            reconcile()
+        } while !dirty.isEmpty
+        if !readyAnnounced, isStarted, !isShuttingDown, outcome == nil, isReady(root) {
+            readyAnnounced = true
+            emit(.treeReady, root, detail: "every child is READY")
+            effects.append(.treeReady)
+        }
+        return effects
+    }
+
+    mutating func emit(_ kind: RecordKind, _ id: NodeID, detail: String = "") {
+        let n = nodes[id.index]
+        effects.append(.record(Record(kind, node: n.name, pid: n.pid,
+                                      incarnation: n.worker == nil ? nil : n.incarnation, detail: detail)))
+    }
+
+    private mutating func spawned(_ id: NodeID, _ inc: UInt64, _ pid: Int32) {
+        guard nodes[id.index].incarnation == inc else { return }
+        nodes[id.index].pid = pid
+        nodes[id.index].startedAt = now
+        emit(.spawned, id, detail: "incarnation \(inc)")
+        switch nodes[id.index].state {
+        case .spawning:
+            nodes[id.index].state = .starting
+            let timeout = nodes[id.index].worker?.readyTimeout ?? .seconds(10)
+            timers.schedule(.readyTimeout(id, incarnation: inc), at: now + timeout)
+        case .stopping:
+            // Terminated while the spawn was in flight: signal it now that it has a pid.
+            signalTermination(id)
+        default: break
+        }
+    }
+
+    private mutating func ready(_ id: NodeID, _ inc: UInt64) {
+        guard nodes[id.index].incarnation == inc, nodes[id.index].state == .starting else { return }
+        nodes[id.index].state = .running
+        nodes[id.index].readyAt = now
+        let took = now.duration(since: nodes[id.index].startedAt ?? now)
+        emit(.ready, id, detail: "after \(formatMilliseconds(took))")
+    }
+
+    private mutating func fireTimers() {
+        while let due = timers.popDue(at: now) {
+            switch due {
+            case .readyTimeout(let id, let inc):
+                let n = nodes[id.index]
+                guard n.incarnation == inc, n.state == .starting else { continue }
+                emit(.readyTimeout, id, detail: "no READY within \(n.worker?.readyTimeout.topologyText ?? "?"); a failed start")
+                nodes[id.index].state = .stopping(.readyTimeout)
+                signalTermination(id)
+            case .shutdownTimeout(let id, let inc):
+                let n = nodes[id.index]
+                guard n.incarnation == inc, case .stopping = n.state, let pid = n.pid else { continue }
+                emit(.kill, id, detail: "still running after its shutdown timeout; SIGKILL to its group")
+                effects.append(.signal(id, pid: pid, signal: SignalName.kill))
+            case .backoff(let id):
+                guard case .backoff(let until) = nodes[id.index].state, until <= now else { continue }
+                nodes[id.index].state = .idle
+            }
+        }
+    }
+
+    /// Starts every idle node whose parent is active and whose dependencies are READY, in
+    /// start order. A supervisor that starts gets a fresh intensity window and fresh children,
+    /// like a new OTP supervisor process.
+    mutating func reconcile() {
+        guard isStarted, outcome == nil else { return }
+        for i in nodes.indices where nodes[i].state == .idle {
+            let id = nodes[i].id
+            if let p = nodes[i].parent {
+                guard nodes[p.index].state == .running, nodes[p.index].plan == nil else { continue }
+            } else if isShuttingDown {
+                continue
+            }
+            guard nodes[i].dependencies.allSatisfy(isReady) else { continue }
+            if nodes[i].isSupervisor {
+                nodes[i].state = .running
+                nodes[i].window.reset()
+                nodes[i].startedAt = now
+                nodes[i].readyAt = now
+                for c in nodes[i].children { refresh(c) }
+            } else {
+                nodes[i].incarnation += 1
+                nodes[i].state = .spawning
+                nodes[i].readyAt = nil
+                effects.append(.spawn(id, incarnation: nodes[i].incarnation))
+            }
+        }
+    }
+
+    /// A child of a supervisor that (re)starts begins from its spec again.
+    private mutating func refresh(_ id: NodeID) {
+        nodes[id.index].state = .idle
+        nodes[id.index].held = false
+        nodes[id.index].finished = false
+        nodes[id.index].consecutiveFailures = 0
+    }
+
+    func formatMilliseconds(_ d: Duration) -> String {
+        let ms = d.milliseconds
+        return ms < 10 ? "\(Double(Int(ms * 100)) / 100)ms" : ms < 10_000 ? "\(Int(ms))ms" : "\(Int(ms / 1000))s"
+    }
+}

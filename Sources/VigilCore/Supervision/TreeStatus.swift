@@ -1,0 +1,70 @@
+/// One line of `vigil status`: what the core knows about a node right now.
+public struct NodeStatus: Hashable, Sendable {
+    public var id: NodeID
+    public var name: String
+    public var depth: Int
+    public var isSupervisor: Bool
+    /// `running`, `starting`, `backoff 1.6s`, `waiting for db-watchdog`, `stopped`, ...
+    public var state: String
+    public var pid: Int32?
+    public var incarnation: UInt64
+    /// Since the current process was spawned (workers) or the supervisor started.
+    public var startedAt: Instant?
+    public var readyAt: Instant?
+    public var restarts: Int
+    public var lastExit: ExitStatus?
+    public var lastReason: String?
+    /// Strategy of a supervisor (`one_for_one` ...), nil for workers.
+    public var strategy: String?
+}
+
+extension SupervisionTree {
+    /// Every node in start order, for `vigil status` and the systemd STATUS line.
+    public func status() -> [NodeStatus] {
+        nodes.map { n in
+            var strategy: String?
+            if case .supervisor(let s) = n.kind { strategy = s.strategy.rawValue }
+            return NodeStatus(id: n.id, name: n.name, depth: n.depth, isSupervisor: n.isSupervisor,
+                              state: stateText(n.id), pid: n.pid, incarnation: n.incarnation,
+                              startedAt: n.isAlive ? n.startedAt : nil, readyAt: n.readyAt,
+                              restarts: n.restarts, lastExit: n.lastExit, lastReason: n.lastReason,
+                              strategy: strategy)
+        }
+    }
+
+    /// A one-line summary: `7/8 running, 1 backoff, 12 restarts`.
+    public func summary() -> String {
+        let workers = nodes.filter { !$0.isSupervisor }
+        let running = workers.filter { $0.state == .running }.count
+        let restarts = workers.reduce(0) { $0 + $1.restarts }
+        var parts = ["\(running)/\(workers.count) workers running"]
+        let starting = workers.filter { $0.state == .starting || $0.state == .spawning }.count
+        if starting > 0 { parts.append("\(starting) starting") }
+        let backoff = workers.filter { if case .backoff = $0.state { true } else { false } }.count
+        if backoff > 0 { parts.append("\(backoff) in backoff") }
+        let down = workers.filter { $0.state == .stopped }.count
+        if down > 0 { parts.append("\(down) stopped") }
+        parts.append("\(restarts) restarts")
+        if isShuttingDown { parts.insert("stopping", at: 0) }
+        return parts.joined(separator: ", ")
+    }
+
+    func stateText(_ id: NodeID) -> String {
+        let n = nodes[id.index]
+        switch n.state {
+        case .idle:
+            let missing = n.dependencies.filter { !isReady($0) }.map { nodes[$0.index].name }
+            return missing.isEmpty ? "waiting" : "waiting for \(missing.joined(separator: ", "))"
+        case .backoff(let until):
+            return "backoff \(formatMilliseconds(until.duration(since: now)))"
+        case .spawning: return "spawning"
+        case .starting: return "starting"
+        case .running: return n.isSupervisor ? "running" : "ready"
+        case .stopping: return "stopping"
+        case .stopped:
+            if n.held { return "stopped (operator)" }
+            if n.finished { return n.restartType == .temporary ? "exited (temporary)" : "completed" }
+            return "stopped"
+        }
+    }
+}

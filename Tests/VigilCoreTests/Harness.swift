@@ -1,0 +1,130 @@
+@testable import VigilCore
+
+/// Drives a `SupervisionTree` like the shell would, with fake pids and a hand-moved clock:
+/// spawn effects succeed at once (or fail, when told), signals are recorded, and a test
+/// decides when each process exits.
+struct Harness {
+    var tree: SupervisionTree
+    var now = Instant(nanoseconds: 1_000_000_000)
+    var nextPID: Int32 = 100
+    /// Live fake processes by node.
+    var pids: [NodeID: Int32] = [:]
+    /// Every effect seen, in order.
+    var log: [Effect] = []
+    var spawnOrder: [String] = []
+    var signals: [(String, Int32)] = []
+    var failSpawns: Set<String> = []
+    var readyOnSpawn = false
+
+    init(_ topology: Topology, seed: UInt64 = 1) {
+        tree = SupervisionTree(topology: topology, random: SplitMix64(seed: seed))
+    }
+
+    init(root: SupervisorSpec, seed: UInt64 = 1) {
+        self.init(Topology(root: root), seed: seed)
+    }
+
+    func id(_ name: String) -> NodeID { tree.resolve(name)[0] }
+    func pid(_ name: String) -> Int32? { tree.pid(of: id(name)) }
+    func state(_ name: String) -> String { tree.status()[id(name).index].state }
+
+    mutating func send(_ event: Event) {
+        apply(tree.handle(event, at: now))
+    }
+
+    mutating func command(_ c: Command) -> CommandError? {
+        switch tree.handle(c, at: now) {
+        case .success(let effects): apply(effects); return nil
+        case .failure(let e): return e
+        }
+    }
+
+    mutating func apply(_ effects: [Effect]) {
+        var follow: [Event] = []
+        for e in effects {
+            log.append(e)
+            switch e {
+            case .spawn(let id, let inc):
+                let name = tree.name(of: id)
+                spawnOrder.append(name)
+                if failSpawns.contains(name) {
+                    follow.append(.spawnFailed(id, incarnation: inc, errno: 2))
+                } else {
+                    nextPID += 1
+                    pids[id] = nextPID
+                    follow.append(.spawned(id, incarnation: inc, pid: nextPID))
+                    if readyOnSpawn { follow.append(.ready(id, incarnation: inc)) }
+                }
+            case .signal(let id, _, let sig):
+                signals.append((tree.name(of: id), sig))
+            default: break
+            }
+        }
+        for ev in follow { send(ev) }
+    }
+
+    mutating func start(ready: Bool = true) {
+        readyOnSpawn = ready
+        send(.start)
+    }
+
+    mutating func ready(_ name: String) {
+        let i = id(name)
+        send(.ready(i, incarnation: tree.incarnation(of: i)))
+    }
+
+    /// The named child's process group is gone with `status`.
+    mutating func exit(_ name: String, _ status: ExitStatus = .signaled(9)) {
+        let i = id(name)
+        send(.exited(i, incarnation: tree.incarnation(of: i), status))
+    }
+
+    /// Every process that has been signalled exits (as it would after SIGTERM).
+    mutating func exitSignalled() {
+        var done = Set<String>()
+        while let (name, sig) = signals.first {
+            signals.removeFirst()
+            guard !done.contains(name), tree.pid(of: id(name)) != nil else { continue }
+            done.insert(name)
+            exit(name, .signaled(sig))
+        }
+    }
+
+    mutating func advance(_ d: Duration) {
+        now = now + d
+        send(.tick)
+    }
+
+    func records(_ kind: RecordKind) -> [Record] {
+        log.compactMap { if case .record(let r) = $0, r.kind == kind { r } else { nil } }
+    }
+
+    var finished: TreeOutcome? {
+        for e in log { if case .treeFinished(let o) = e { return o } }
+        return nil
+    }
+
+    mutating func clearLogs() {
+        log.removeAll()
+        spawnOrder.removeAll()
+        signals.removeAll()
+    }
+}
+
+func worker(_ name: String, restart: RestartType = .permanent, shutdown: Shutdown = .timeout(.seconds(5)),
+            dependsOn: [String] = [], instances: Int = 1, readyTimeout: Duration = .seconds(10),
+            backoff: BackoffPolicy = BackoffPolicy(jitter: 0)) -> ChildSpec {
+    .worker(WorkerSpec(name: name, argv: ["/bin/true"], restart: restart, shutdown: shutdown,
+                       dependsOn: dependsOn.map { Dependency($0) }, readyTimeout: readyTimeout,
+                       backoff: backoff, instances: instances))
+}
+
+func supervisor(_ name: String, _ strategy: Strategy, max: Int = 5, period: Duration = .seconds(10),
+                _ children: [ChildSpec]) -> SupervisorSpec {
+    SupervisorSpec(name: name, strategy: strategy, intensity: Intensity(maxRestarts: max, period: period),
+                   backoff: BackoffPolicy(jitter: 0), children: children)
+}
+
+func supervisor(_ name: String, max: Int = 5, period: Duration = .seconds(10), _ children: [ChildSpec]) -> SupervisorSpec {
+    supervisor(name, .oneForOne, max: max, period: period, children)
+}
