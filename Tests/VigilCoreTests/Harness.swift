@@ -1,3 +1,4 @@
+import Testing
 @testable import VigilCore
 
 /// Drives a `SupervisionTree` like the shell would, with fake pids and a hand-moved clock:
@@ -46,6 +47,13 @@ struct Harness {
             switch e {
             case .spawn(let id, let inc):
                 let name = tree.name(of: id)
+                // A spawn only ever targets a child whose supervisor is active with no
+                // termination in progress, and never one that still has a process.
+                if let p = tree.nodes[id.index].parent {
+                    #expect(tree.nodes[p.index].state == .running && tree.nodes[p.index].plan == nil,
+                            "\(name) spawned under \(tree.name(of: p)) in state \(tree.nodes[p.index].state)")
+                }
+                #expect(pids[id] == nil || tree.nodes[id.index].pid == nil, "\(name) spawned while alive")
                 spawnOrder.append(name)
                 if failSpawns.contains(name) {
                     follow.append(.spawnFailed(id, incarnation: inc, errno: 2))
@@ -55,7 +63,8 @@ struct Harness {
                     follow.append(.spawned(id, incarnation: inc, pid: nextPID))
                     if readyOnSpawn { follow.append(.ready(id, incarnation: inc)) }
                 }
-            case .signal(let id, _, let sig):
+            case .signal(let id, let pid, let sig):
+                #expect(pids[id] == pid, "signal to a pid that is not \(tree.name(of: id))'s")
                 signals.append((tree.name(of: id), sig))
             default: break
             }
@@ -74,7 +83,7 @@ struct Harness {
     }
 
     /// The named child's process group is gone with `status`.
-    mutating func exit(_ name: String, _ status: ExitStatus = .signaled(9)) {
+    mutating func exit(_ name: String, _ status: ProcessExit = .signaled(9)) {
         let i = id(name)
         send(.exited(i, incarnation: tree.incarnation(of: i), status))
     }

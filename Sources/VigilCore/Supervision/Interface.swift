@@ -19,7 +19,7 @@ public enum Event: Hashable, Sendable {
     /// The child said READY on its channel.
     case ready(NodeID, incarnation: UInt64)
     /// The child's process has exited and no process of its group is left.
-    case exited(NodeID, incarnation: UInt64, ExitStatus)
+    case exited(NodeID, incarnation: UInt64, ProcessExit)
     /// The child broke the channel protocol (garbage, flooding): it is cut off and killed.
     case protocolViolation(NodeID, incarnation: UInt64, String)
     /// Time has advanced to `now`: fire what is due.

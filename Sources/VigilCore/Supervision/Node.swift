@@ -86,7 +86,7 @@ struct Node: Sendable {
     var restarts = 0
     /// Consecutive failures since the last stable run, for backoff.
     var consecutiveFailures = 0
-    var lastExit: ExitStatus?
+    var lastExit: ProcessExit?
     var lastExitAt: Instant?
     var lastReason: String?
     /// Down on an operator's order.

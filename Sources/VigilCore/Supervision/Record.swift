@@ -1,6 +1,6 @@
 /// What a child's process ended with, as the shell observed it once its whole process
 /// group was gone.
-public enum ExitStatus: Hashable, Sendable, CustomStringConvertible {
+public enum ProcessExit: Hashable, Sendable, CustomStringConvertible {
     /// `exit(code)`.
     case exited(Int32)
     /// Killed by this signal number.

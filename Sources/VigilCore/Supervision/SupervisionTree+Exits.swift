@@ -2,7 +2,7 @@
 extension SupervisionTree {
     /// A child's process group is gone. What it means depends on why it was stopping, if
     /// it was, and otherwise it is a failure handled by the parent's strategy.
-    mutating func exited(_ id: NodeID, _ inc: UInt64, _ status: ExitStatus) {
+    mutating func exited(_ id: NodeID, _ inc: UInt64, _ status: ProcessExit) {
         let node = nodes[id.index]
         guard node.incarnation == inc, node.isAlive else { return }
         let uptime = node.startedAt.map { now.duration(since: $0) } ?? .zero
@@ -40,7 +40,7 @@ extension SupervisionTree {
 
     /// A child failed (OTP: an unexpected EXIT). Unless a plan or the shutdown already
     /// covers it, its restart type and the parent's intensity and strategy decide.
-    mutating func failed(_ id: NodeID, reason: String, status: ExitStatus?) {
+    mutating func failed(_ id: NodeID, reason: String, status: ProcessExit?) {
         guard let parentID = nodes[id.index].parent else { return }
         nodes[id.index].state = .stopped
         nodes[id.index].lastReason = reason

@@ -12,7 +12,7 @@ public struct NodeStatus: Hashable, Sendable {
     public var startedAt: Instant?
     public var readyAt: Instant?
     public var restarts: Int
-    public var lastExit: ExitStatus?
+    public var lastExit: ProcessExit?
     public var lastReason: String?
     /// Strategy of a supervisor (`one_for_one` ...), nil for workers.
     public var strategy: String?
