@@ -1,1 +1,270 @@
-print("todo")
+// exchange-gateway: a PAPER-TRADING venue. No real exchange, no real money: prices are a
+// seeded random walk and every order fills in full at the current simulated price.
+//
+// Publishes a random-walk price for every instrument in the trading database each tick,
+// stores the last prices in the database, and serves strategy runners on a Unix stream
+// socket with the line protocol of `Trading.LineMessage` (HELLO PAPER / SUB / SUBSCRIBED /
+// PRICE / ORDER / FILL / REJECT / ERROR). Orders carry client order ids; a repeated id is
+// answered with the original fill and never filled twice (checked against the database,
+// so this holds across gateway restarts). Every order and fill is recorded in the database
+// in one transaction before the FILL is sent. READY once listening. When vigil sends the
+// notice `safe_mode` = `on` the venue becomes cancel-only: new orders are rejected with
+// `safe_mode` until `safe_mode` = `off`.
+//
+// Flags:
+//   --db PATH          the database (default $VIGIL_STATE_DIR/trading.db, else ./trading.db)
+//   --socket PATH      where to listen (default $VIGIL_RUNTIME_DIR/gateway.sock, else
+//                      ./gateway.sock); a stale socket file is removed, a live one is an error
+//   --tick DURATION    price update period (default 200ms)
+//   --seed N           random-walk seed, 0...2^64-1 (default: from the clock and pid)
+//   --step-bps N       largest move per tick in basis points, 0...1000 (default 10)
+//   --venue NAME       venue name in HELLO (default vigil-paper)
+//
+// Exit: 0 on SIGTERM/SIGINT, 1 if the socket cannot be served, 2 on a bad flag, 70 when
+// the channel to vigil closes.
+import CShim
+@preconcurrency import Glibc
+import Synchronization
+import Trading
+import VigilWorker
+
+var flags = Flags(usage: """
+    usage: exchange-gateway [--db PATH] [--socket PATH] [--tick DURATION] [--seed N] [--step-bps N] [--venue NAME]
+    """)
+let worker = Worker.connect()
+let dbPath = flags.string("--db") ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
+let socketPath = flags.string("--socket")
+    ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
+let tick = flags.duration("--tick", default: .milliseconds(200))
+let seed = flags.value("--seed", expected: "an integer in 0...\(UInt64.max)") { UInt64($0) }
+    ?? (UInt64(bitPattern: vigil_realtime_ns()) ^ (UInt64(getpid()) << 32))
+let stepBps = flags.int("--step-bps", default: 10, range: 0...1000)
+let venue = flags.value("--venue", expected: "a token of letters, digits, _ - . (1-64)") {
+    LineMessage.isToken($0) ? $0 : nil
+} ?? "vigil-paper"
+flags.finish()
+
+let safeMode = Atomic<Bool>(false)
+worker.onMessage { frame in
+    if case .notice(let key, let value) = frame, key == "safe_mode" {
+        let on = value == "on"
+        if safeMode.exchange(on, ordering: .sequentiallyConsistent) != on {
+            worker.log(on ? "safe mode ON: cancel-only, rejecting new orders" : "safe mode OFF: accepting orders")
+        }
+    }
+}
+
+worker.log("PAPER-TRADING venue '\(venue)': simulated prices, simulated fills, no real orders leave this process")
+
+// MARK: - Database and prices
+
+/// Opens the database once db-watchdog has created it; waits (honouring stop) until then.
+@MainActor func openStore() -> TradingStore? {
+    var lastProblem = ""
+    while !worker.isStopping {
+        do {
+            let s = try TradingStore(path: dbPath, create: false)
+            if try s.hasSchema(), try !s.instruments().isEmpty { return s }
+            s.close()
+            throw DatabaseError(code: -1, message: "no schema or no instruments yet")
+        } catch {
+            let problem = "waiting for the database \(dbPath): \(error)"
+            if problem != lastProblem { worker.log(problem); worker.status(problem) }
+            lastProblem = problem
+            worker.sleep(for: .milliseconds(500))
+        }
+    }
+    return nil
+}
+
+guard let store = openStore() else {
+    worker.log("stopping before the database was ready")
+    exit(0)
+}
+
+var walks: [Instrument: RandomWalk] = [:]
+do {
+    let last = try store.lastPrices()
+    for (offset, (instrument, seedPrice)) in try store.instruments().enumerated() {
+        let start = last[instrument]?.price ?? seedPrice
+        walks[instrument] = try RandomWalk(start: start, seed: seed &+ UInt64(offset) &* 0x9E37_79B9,
+                                           maxStepBasisPoints: Int64(stepBps))
+    }
+} catch {
+    worker.log("cannot load instruments: \(error)")
+    exit(1)
+}
+let symbols = walks.keys.sorted()
+worker.log("\(symbols.count) instruments: " + symbols.map { "\($0)@\(walks[$0]!.price)" }.joined(separator: " ") + ", seed \(seed)")
+
+// MARK: - The socket
+
+let listener: Int32
+do {
+    listener = try UnixSocket.listen(path: socketPath)
+} catch {
+    worker.log("cannot serve \(socketPath): \(error)")
+    exit(1)
+}
+
+/// One connected client.
+final class Client {
+    let fd: Int32
+    let number: Int
+    var input = LineBuffer()
+    var output: [UInt8] = []
+    var subscribed = false
+    init(fd: Int32, number: Int) { self.fd = fd; self.number = number }
+
+    func send(_ message: LineMessage) {
+        output.append(contentsOf: message.line.utf8)
+        output.append(10)
+    }
+}
+
+/// Output a client may have queued before it counts as stuck and is dropped.
+let maximumBacklog = 1 << 20
+var clients: [Int32: Client] = [:]
+var connections = 0, orders = 0, fills = 0, replays = 0, rejects = 0, storageErrors = 0
+
+@MainActor func drop(_ client: Client, _ why: String) {
+    worker.log("client #\(client.number) \(why): disconnected")
+    close(client.fd)
+    clients[client.fd] = nil
+}
+
+@MainActor func handle(order: Order, from client: Client) {
+    orders += 1
+    let id = order.clientOrderID
+    if safeMode.load(ordering: .sequentiallyConsistent) {
+        rejects += 1
+        client.send(.reject(id, reason: "safe_mode"))
+        return
+    }
+    do {
+        if let original = try store.fill(for: id) {
+            if original.matches(order) {
+                replays += 1
+                worker.log("client #\(client.number): repeated client order id \(id): replaying fill \(original.fillID), no second fill")
+                client.send(.fill(original))
+            } else {
+                rejects += 1
+                worker.log("client #\(client.number): client order id \(id) reused for a different order: rejected")
+                client.send(.reject(id, reason: "client_order_id_reused"))
+            }
+            return
+        }
+        guard let walk = walks[order.instrument] else {
+            rejects += 1
+            client.send(.reject(id, reason: "unknown_instrument"))
+            return
+        }
+        let fill = try store.record(order, filledAt: walk.price)
+        fills += 1
+        client.send(.fill(fill))
+    } catch {
+        storageErrors += 1
+        rejects += 1
+        worker.log("cannot record order \(id): \(error): rejected")
+        client.send(.reject(id, reason: "storage_error"))
+    }
+}
+
+@MainActor func handle(line: String, from client: Client) {
+    let message: LineMessage
+    do {
+        message = try LineMessage(parsing: line)
+    } catch {
+        client.send(.error(reason: error.code))
+        return
+    }
+    switch message {
+    case .subscribe:
+        client.subscribed = true
+        client.send(.subscribed(instruments: symbols.count))
+        for i in symbols { client.send(.price(i, walks[i]!.price)) }  // a snapshot, then updates
+    case .order(let order):
+        handle(order: order, from: client)
+    case .hello, .subscribed, .price, .fill, .reject, .error:
+        client.send(.error(reason: "unexpected_message"))
+    }
+}
+
+@MainActor func flush(_ client: Client) {
+    guard !client.output.isEmpty else { return }
+    do {
+        let n = try UnixSocket.write(client.fd, client.output[...])
+        client.output.removeFirst(n)
+        if client.output.count > maximumBacklog { drop(client, "is not reading (\(client.output.count) bytes queued)") }
+    } catch {
+        drop(client, "write failed (\(error))")
+    }
+}
+
+@MainActor func statusLine() -> String {
+    "PAPER venue \(venue) on \(socketPath): \(clients.count) clients, \(orders) orders, \(fills) fills, \(replays) replays, \(rejects) rejects"
+        + (safeMode.load(ordering: .relaxed) ? ", SAFE MODE (cancel-only)" : "")
+        + " | " + symbols.map { "\($0) \(walks[$0]!.price)" }.joined(separator: " ")
+}
+
+worker.ready()
+worker.log("listening on \(socketPath): READY")
+
+let tickNs = tick.wholeNanoseconds
+var nextTick = vigil_monotonic_ns() + tickNs
+var nextStatus = vigil_monotonic_ns()
+
+while !worker.isStopping {
+    let ready = worker.poll(fds: [listener] + Array(clients.keys), timeout: .nanoseconds(max(0, nextTick - vigil_monotonic_ns())))
+    for fd in ready {
+        if fd == listener {
+            while let c = UnixSocket.accept(listener) {
+                connections += 1
+                let client = Client(fd: c, number: connections)
+                clients[c] = client
+                client.send(.hello(venue: venue))
+                worker.log("client #\(client.number) connected")
+            }
+            continue
+        }
+        guard let client = clients[fd] else { continue }
+        do {
+            guard let bytes = try UnixSocket.read(fd) else { continue }
+            if bytes.isEmpty { drop(client, "closed the connection"); continue }
+            for line in client.input.append(bytes) { handle(line: line, from: client) }
+            if client.input.overflowed {
+                client.send(.error(reason: "line_too_long"))
+                flush(client)
+                drop(client, "sent a line over \(LineMessage.maximumLength) bytes")
+            }
+        } catch {
+            drop(client, "read failed (\(error))")
+        }
+    }
+    let now = vigil_monotonic_ns()
+    if now >= nextTick {
+        var moved: [(Instrument, Price)] = []
+        for i in symbols { moved.append((i, walks[i]!.step())) }
+        do { try store.storePrices(moved, at: vigil_realtime_ns()) } catch {
+            storageErrors += 1
+            worker.log("cannot store prices: \(error)")
+        }
+        for client in clients.values where client.subscribed {
+            for (i, p) in moved { client.send(.price(i, p)) }
+        }
+        nextTick += tickNs
+        if nextTick <= now { nextTick = now + tickNs }
+    }
+    for client in Array(clients.values) { flush(client) }
+    if now >= nextStatus {
+        worker.status(statusLine())
+        nextStatus = now + 1_000_000_000
+    }
+}
+
+worker.stopping()
+for client in clients.values { flush(client); close(client.fd) }
+close(listener)
+unlink(socketPath)
+store.close()
+worker.log("stopping on signal \(worker.stopSignal ?? 0): \(clients.count) clients closed, socket removed; \(orders) orders, \(fills) fills, \(replays) replays")
