@@ -14,7 +14,7 @@ private func journalTempDir() -> String {
 }
 
 private func removeTree(_ path: String) {
-    _ = path.withCString { p in system("rm -rf '\(String(cString: p))'") }
+    _ = system("rm -rf '\(path)'")
 }
 
 private func fileMode(_ path: String) -> mode_t? {
@@ -66,7 +66,7 @@ struct JournalTests {
 
         try j.append([Record(.ready, node: "gw", pid: 10, incarnation: 1)], at: 150)
         try j.append([
-            Record(.exited, node: "gw", pid: 10, incarnation: 1, detail: ExitStatus.signaled(9).description),
+            Record(.exited, node: "gw", pid: 10, incarnation: 1, detail: ProcessExit.signaled(9).description),
             Record(.restart, node: "gw", detail: "permanent"),
             Record(.spawned, node: "gw", pid: 11, incarnation: 2),
         ], at: 200)

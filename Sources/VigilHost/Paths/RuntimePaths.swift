@@ -93,7 +93,8 @@ public struct RuntimePaths: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Creates both directories (and missing parents) with mode 0700, and checks that each
-    /// is a directory owned by this user (or root), tightening its mode to 0700 if it is ours.
+    /// is a directory owned by this user (or root), tightening its mode to 0700 if it is
+    /// ours (unless it is a sticky shared directory such as `/tmp`).
     ///
     /// Why the ownership check: a fallback like `/tmp/vigil-UID` sits in a world-writable
     /// directory, so another user could have created it first to capture the control
@@ -166,7 +167,9 @@ public struct RuntimePaths: Equatable, Sendable, CustomStringConvertible {
                 path: path,
                 message: "owned by uid \(st.st_uid), not by this user (uid \(me)); refusing to use it")
         }
-        if st.st_uid == me && st.st_mode & 0o077 != 0 {
+        // A sticky world-writable directory (`/tmp`) named explicitly is shared by design:
+        // leave its mode alone.
+        if st.st_uid == me && st.st_mode & 0o077 != 0 && st.st_mode & 0o1000 == 0 {
             if chmod(path, 0o700) != 0 {
                 let e = errno
                 throw RuntimePathsError(path: path, message: "cannot chmod 0700: \(errnoText(e))")
