@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
         .testTarget(name: "TradingTests", dependencies: ["Trading"]),
-        .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"]),
+        .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"], exclude: ["Fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VigilHost", "VigilCore"]),
     ] + workerKinds.map {
         .executableTarget(name: $0, dependencies: ["VigilWorker", "Trading", "CSQLite", "CShim"])

@@ -1,1 +1,190 @@
-print("vigil")
+// vigil: the command line. `vigil up FILE` runs a supervision tree in the foreground; the
+// other commands talk to it over its control socket, or read its journal.
+import CShim
+import Glibc
+import VigilCore
+import VigilHost
+
+/// Exit codes, stable for scripts and systemd (`RestartPreventExitStatus=2`).
+enum ExitCode {
+    static let ok: Int32 = 0
+    /// A command failed, or vigil could not run (socket in use, journal unwritable).
+    static let failure: Int32 = 1
+    /// Bad usage or a bad topology file: nothing was started.
+    static let usage: Int32 = 2
+    /// The root supervisor exceeded its restart intensity: the tree is down.
+    static let treeFailed: Int32 = 3
+}
+
+let usage = """
+usage: vigil <command> [arguments]
+
+Run a tree:
+  up FILE                 start the tree in FILE in the foreground; Ctrl-C stops it in
+                          reverse start order (a second Ctrl-C kills what is left)
+  check FILE              validate FILE; print every problem as file:line:column
+
+Steer a running tree (over its control socket):
+  status [--json]         every node: state, pid, uptime, restarts, last exit, reason
+  stop NAME               terminate a child (or pool, or supervisor) and keep it down
+  start NAME              start a stopped child
+  restart NAME            terminate and start again (not counted as a failure)
+  kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
+
+Read the journal (works whether or not vigil runs):
+  events [-n N] [NAME]    the last N (default 50) decisions and child runs
+
+Options (any command):
+  --runtime-dir DIR       control socket directory (env VIGIL_RUNTIME_DIR;
+                          default /run/vigil as root, else $XDG_RUNTIME_DIR/vigil)
+  --state-dir DIR         journal directory (env VIGIL_STATE_DIR;
+                          default /var/lib/vigil as root, else ~/.local/state/vigil)
+  -h, --help              this help
+
+Exit codes: 0 ok; 1 command failed or vigil could not run; 2 bad usage or topology
+(nothing started); 3 the root supervisor exceeded its restart intensity.
+"""
+
+func fail(_ message: String, code: Int32 = ExitCode.failure) -> Never {
+    writeStderr("vigil: \(message)\n")
+    exit(code)
+}
+
+func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func writeStdout(_ s: String) {
+    var bytes = Array(s.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+        if n <= 0 { return }
+        offset += n
+    }
+}
+
+func processEnvironment() -> [String: String] {
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    return env
+}
+
+/// The directory of this executable: where `swift build` put the worker executables too.
+func productsDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard n > 0 else { return "." }
+    let path = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+}
+
+// MARK: Arguments
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+var environment = processEnvironment()
+
+func takeOption(_ name: String, from arguments: inout [String]) -> String? {
+    guard let i = arguments.firstIndex(of: name) else { return nil }
+    guard i + 1 < arguments.count else { fail("\(name) needs a value", code: ExitCode.usage) }
+    let value = arguments[i + 1]
+    arguments.removeSubrange(i...(i + 1))
+    return value
+}
+
+if let dir = takeOption("--runtime-dir", from: &arguments) { environment["VIGIL_RUNTIME_DIR"] = dir }
+if let dir = takeOption("--state-dir", from: &arguments) { environment["VIGIL_STATE_DIR"] = dir }
+if arguments.isEmpty || arguments.contains("-h") || arguments.contains("--help") || arguments.first == "help" {
+    writeStdout(usage + "\n")
+    exit(arguments.isEmpty ? ExitCode.usage : ExitCode.ok)
+}
+
+let paths = RuntimePaths.resolve(environment: environment)
+let command = arguments.removeFirst()
+
+func loadTopology(_ file: String) -> Topology {
+    let loader = TopologyLoader(programSearchPath: [productsDirectory()])
+    switch loader.load(path: file) {
+    case .success(let topology):
+        return topology
+    case .failure(let error):
+        writeStderr("\(error)\n")
+        let count = error.diagnostics.count
+        fail("\(file): \(count) problem\(count == 1 ? "" : "s"); nothing was started", code: ExitCode.usage)
+    }
+}
+
+func control(_ words: [String]) -> Never {
+    do {
+        let response = try ControlClient.send(words, to: paths.controlSocket, timeout: .seconds(10))
+        if response.ok {
+            writeStdout(response.body)
+            exit(ExitCode.ok)
+        }
+        fail(response.message.isEmpty ? "request failed" : response.message)
+    } catch {
+        fail("\(error)")
+    }
+}
+
+switch command {
+case "up":
+    guard arguments.count == 1 else { fail("usage: vigil up FILE", code: ExitCode.usage) }
+    let topology = loadTopology(arguments[0])
+    let host: TreeHost
+    do {
+        host = try TreeHost(TreeHost.Configuration(topology: topology, paths: paths, environment: environment))
+    } catch {
+        fail("\(error)")
+    }
+    switch host.run() {
+    case .stopped:
+        exit(ExitCode.ok)
+    case .treeFailed(let why):
+        fail("the tree failed: \(why)", code: ExitCode.treeFailed)
+    }
+
+case "check":
+    guard arguments.count == 1 else { fail("usage: vigil check FILE", code: ExitCode.usage) }
+    let topology = loadTopology(arguments[0])
+    let tree = SupervisionTree(topology: topology)
+    let workers = tree.nodeIDs.filter { tree.workerSpec(of: $0) != nil }.count
+    writeStdout("\(arguments[0]): ok (\(tree.nodeIDs.count - workers) supervisors, \(workers) workers)\n")
+
+case "status":
+    control(["status"] + arguments.filter { $0 == "--json" })
+
+case "stop", "start", "restart":
+    guard arguments.count == 1 else { fail("usage: vigil \(command) NAME", code: ExitCode.usage) }
+    control([command, arguments[0]])
+
+case "kill":
+    guard arguments.count == 1 || arguments.count == 2 else { fail("usage: vigil kill NAME [SIGNAL]", code: ExitCode.usage) }
+    if arguments.count == 2, SignalName.number(arguments[1]) == nil {
+        fail("unknown signal '\(arguments[1])'; use a name like TERM, KILL, HUP, STOP or a number", code: ExitCode.usage)
+    }
+    control(["kill"] + arguments)
+
+case "events":
+    var limit = 50
+    if let n = takeOption("-n", from: &arguments) {
+        guard let v = Int(n), v > 0 else { fail("-n needs a positive number", code: ExitCode.usage) }
+        limit = v
+    }
+    let node = arguments.first
+    do {
+        let journal = try Journal(readOnlyPath: paths.journal)
+        writeStdout(EventsReport.text(try journal.events(limit: limit, node: node)))
+    } catch {
+        fail("cannot read the journal at \(paths.journal): \(error)")
+    }
+
+default:
+    fail("unknown command '\(command)'; `vigil --help` lists the commands", code: ExitCode.usage)
+}

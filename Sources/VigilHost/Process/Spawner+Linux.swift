@@ -1,0 +1,86 @@
+import CShim
+import Glibc
+import VigilCore
+import VigilWire
+
+/// A spawned child process: its pid (also its process group id) and vigil's end of its
+/// private channel.
+public struct SpawnedChild: Sendable {
+    public var pid: Int32
+    public var channel: Int32
+}
+
+/// Spawns workers with posix_spawn (vfork+exec, no fork of vigil's address space): each in
+/// its own process group, empty signal mask, default dispositions, stdin on /dev/null,
+/// stdout/stderr shared with vigil, and one end of a fresh SOCK_SEQPACKET socketpair at fd 3
+/// (announced in VIGIL_FD). Every other descriptor is closed in the child.
+public struct Spawner {
+    /// vigil's own environment minus what belongs to vigil's supervisor: a child must not
+    /// talk to systemd behind vigil's back or think it received vigil's sockets.
+    let baseEnvironment: [String: String]
+    let runtimeDirectory: String
+    let stateDirectory: String
+    let heartbeat: Duration
+
+    static let inheritedOnlyByVigil: Set<String> = [
+        "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+        ChildEnvironment.channelFD, ChildEnvironment.name, ChildEnvironment.incarnation,
+    ]
+
+    public init(environment: [String: String], runtimeDirectory: String, stateDirectory: String,
+                heartbeat: Duration) {
+        baseEnvironment = environment.filter { !Spawner.inheritedOnlyByVigil.contains($0.key) }
+        self.runtimeDirectory = runtimeDirectory
+        self.stateDirectory = stateDirectory
+        self.heartbeat = heartbeat
+    }
+
+    /// The environment a child gets: vigil's, then the spec's, then the channel contract.
+    func environment(for spec: WorkerSpec, name: String, incarnation: UInt64) -> [String] {
+        var env = baseEnvironment
+        for (k, v) in spec.env { env[k] = v }
+        env[ChildEnvironment.channelFD] = "3"
+        env[ChildEnvironment.name] = name
+        env[ChildEnvironment.incarnation] = String(incarnation)
+        env[ChildEnvironment.heartbeatMilliseconds] = String(Int(heartbeat.milliseconds))
+        env[ChildEnvironment.runtimeDirectory] = runtimeDirectory
+        env[ChildEnvironment.stateDirectory] = stateDirectory
+        return env.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// Spawns one incarnation of `spec`. Throws the errno of a failed socketpair or exec.
+    public func spawn(_ spec: WorkerSpec, name: String, incarnation: UInt64) throws(SystemError) -> SpawnedChild {
+        var pair: [Int32] = [-1, -1]
+        let rc = pair.withUnsafeMutableBufferPointer { vigil_seqpacket_pair($0.baseAddress) }
+        guard rc == 0 else { throw SystemError("socketpair", errno: -rc) }
+        // The child's end must not sit at 3 already, or dup2 would keep its CLOEXEC flag.
+        let childEnd = vigil_move_fd_above(pair[1], 4)
+        let parentEnd = pair[0]
+        defer { close(childEnd) }
+
+        let env = environment(for: spec, name: name, incarnation: incarnation)
+        var pid: pid_t = 0
+        let result = withCStrings(spec.argv) { argv in
+            withCStrings(env) { envp in
+                var inherit: [Int32] = [childEnd]
+                return inherit.withUnsafeMutableBufferPointer { fds in
+                    vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, 1, &pid)
+                }
+            }
+        }
+        guard result == 0 else {
+            close(parentEnd)
+            throw SystemError("spawn \(spec.argv[0])", errno: result)
+        }
+        _ = vigil_set_nonblocking(parentEnd, 1)
+        return SpawnedChild(pid: pid, channel: parentEnd)
+    }
+}
+
+/// Calls `body` with a NULL-terminated C array of copies of `strings`.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,18 @@
+import VigilCore
+
+/// What the shell tracks about one running incarnation of a worker.
+struct LiveChild {
+    let node: NodeID
+    let incarnation: UInt64
+    let pid: Int32
+    /// vigil's end of the channel; -1 once the worker closed it or was cut off.
+    var channel: Int32
+    /// The worker's last STATUS text.
+    var statusText: String?
+    var lastHeartbeat: Int64?
+    /// Flood guard: frames received in the current one-second window.
+    var framesInWindow = 0
+    var windowStart: Int64 = 0
+    /// CPU time (clock ticks) at the previous sample, for the predictor's CPU share.
+    var lastCPUTicks: UInt64?
+}

@@ -1,0 +1,276 @@
+import CShim
+import Glibc
+import VigilCore
+import VigilWire
+
+/// The imperative shell around a `SupervisionTree`: turns effects into syscalls and
+/// syscalls into events, on one epoll loop. It decides nothing about supervision itself.
+public final class TreeHost {
+    /// Everything `vigil up` needs to know besides the topology.
+    public struct Configuration: Sendable {
+        public var topology: Topology
+        public var paths: RuntimePaths
+        public var environment: [String: String]
+        /// Frames per second above which a worker is cut off as flooding.
+        public var floodLimit = 2000
+
+        public init(topology: Topology, paths: RuntimePaths, environment: [String: String]) {
+            self.topology = topology
+            self.paths = paths
+            self.environment = environment
+        }
+    }
+
+    /// How `run` ended, mapped to vigil's exit code by the CLI.
+    public enum Outcome: Sendable {
+        case stopped
+        case treeFailed(String)
+    }
+
+    let configuration: Configuration
+    var tree: SupervisionTree
+    let loop: EventLoop
+    let spawner: Spawner
+    var reaper = Reaper()
+    let journal: Journal
+    let notifier: SystemdNotifier
+    var control: ControlServer?
+    var connections: [Int32: ControlConnection] = [:]
+
+    var live: [NodeID: LiveChild] = [:]
+    var nodeByPID: [Int32: NodeID] = [:]
+    var nodeByChannel: [Int32: NodeID] = [:]
+
+    let signalFD: Int32
+    let timerFD: Int32
+    var armedDeadline: Int64 = 0
+    var interruptCount = 0
+    var outcome: TreeOutcome?
+    var lastSystemdStatus = ""
+    var nextWatchdogPing: Int64?
+    var nextSample: Int64?
+    let startedAt: Int64
+
+    public init(_ configuration: Configuration) throws(HostError) {
+        self.configuration = configuration
+        tree = SupervisionTree(topology: configuration.topology)
+        startedAt = vigil_monotonic_ns()
+        do {
+            try configuration.paths.prepare()
+        } catch {
+            throw HostError("cannot prepare runtime directories: \(error)")
+        }
+        do {
+            journal = try Journal(path: configuration.paths.journal)
+        } catch {
+            throw HostError("cannot open the journal at \(configuration.paths.journal): \(error)")
+        }
+        notifier = SystemdNotifier(environment: configuration.environment)
+        spawner = Spawner(environment: configuration.environment,
+                          runtimeDirectory: configuration.paths.runtimeDirectory,
+                          stateDirectory: configuration.paths.stateDirectory,
+                          heartbeat: configuration.topology.settings.heartbeatInterval)
+
+        // Block the signals vigil handles before any thread exists and read them from a
+        // signalfd, so none is lost and none interrupts a syscall half-way.
+        signal(SIGPIPE, SIG_IGN)
+        var handled: [Int32] = [SIGCHLD, SIGINT, SIGTERM, SIGHUP]
+        let sfd = handled.withUnsafeMutableBufferPointer { vigil_signalfd_for($0.baseAddress, Int32($0.count)) }
+        guard sfd >= 0 else { throw HostError("signalfd: \(String(cString: strerror(-sfd)))") }
+        signalFD = sfd
+        let tfd = vigil_timerfd_create()
+        guard tfd >= 0 else { throw HostError("timerfd: \(String(cString: strerror(-tfd)))") }
+        timerFD = tfd
+        do {
+            loop = try EventLoop()
+            try loop.register(signalFD, as: .signals)
+            try loop.register(timerFD, as: .timer)
+        } catch {
+            throw HostError("event loop: \(error)")
+        }
+        // Orphans of a worker's own children come back to vigil, so a stop leaves nothing.
+        _ = vigil_set_child_subreaper()
+        do {
+            let server = try ControlServer(path: configuration.paths.controlSocket)
+            try loop.register(server.listenFD, as: .controlListener)
+            control = server
+        } catch {
+            throw HostError("\(error)")
+        }
+    }
+
+    /// Runs the tree until it is stopped (SIGINT/SIGTERM) or its root fails.
+    public func run() -> Outcome {
+        let wall = vigil_realtime_ns()
+        try? journal.recordStart(pid: getpid(), topology: configuration.topology.file, at: wall)
+        LogLine.write("\(LogLine.clock(wall)) vigil \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)")
+        if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
+        if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
+        apply(tree.handle(.start, at: Instant(nanoseconds: now)))
+
+        while outcome == nil {
+            armTimer()
+            for ready in loop.wait(timeoutMilliseconds: -1) {
+                switch ready.token {
+                case .signals: handleSignals()
+                case .timer: handleTimer()
+                case .channel(let fd): readChannel(fd)
+                case .controlListener: acceptControl()
+                case .controlConnection(let fd): serviceConnection(fd, ready)
+                }
+            }
+            updateSystemdStatus()
+        }
+        _ = try? notifier.stopping()
+        control?.close()
+        switch outcome! {
+        case .stopped:
+            return .stopped
+        case .failed(let why):
+            return .treeFailed(why)
+        }
+    }
+
+    var now: Int64 { vigil_monotonic_ns() }
+
+    // MARK: Effects
+
+    /// Journals the records of one decision step, then carries out its actions in order.
+    func apply(_ effects: [Effect]) {
+        let records = effects.compactMap { e -> Record? in if case .record(let r) = e { r } else { nil } }
+        if !records.isEmpty {
+            let wall = vigil_realtime_ns()
+            do {
+                try journal.append(records, at: wall)
+            } catch {
+                LogLine.write("\(LogLine.clock(wall)) vigil: journal write failed: \(error); continuing")
+            }
+            for r in records { LogLine.write(LogLine.format(r, wallNanoseconds: wall)) }
+        }
+        var followUps: [Event] = []
+        for effect in effects {
+            switch effect {
+            case .record:
+                break
+            case .spawn(let id, let incarnation):
+                followUps.append(spawn(id, incarnation))
+            case .signal(_, let pid, let signal):
+                _ = kill(-pid, signal)
+            case .treeReady:
+                _ = try? notifier.ready(status: tree.summary())
+            case .treeFinished(let o):
+                outcome = o
+            }
+        }
+        for event in followUps { apply(tree.handle(event, at: Instant(nanoseconds: now))) }
+    }
+
+    private func spawn(_ id: NodeID, _ incarnation: UInt64) -> Event {
+        guard let spec = tree.workerSpec(of: id) else { return .spawnFailed(id, incarnation: incarnation, errno: EINVAL) }
+        do {
+            let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation)
+            live[id] = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
+            nodeByPID[child.pid] = id
+            nodeByChannel[child.channel] = id
+            do {
+                try loop.register(child.channel, as: .channel(child.channel))
+            } catch {
+                LogLine.write("vigil: cannot watch the channel of \(tree.name(of: id)): \(error)")
+            }
+            return .spawned(id, incarnation: incarnation, pid: child.pid)
+        } catch {
+            return .spawnFailed(id, incarnation: incarnation, errno: error.errno)
+        }
+    }
+
+    // MARK: Signals and reaping
+
+    private func handleSignals() {
+        while true {
+            let signo = vigil_signalfd_read(signalFD)
+            guard signo > 0 else { return }
+            switch signo {
+            case SIGCHLD:
+                reapChildren()
+            case SIGINT, SIGTERM:
+                interruptCount += 1
+                if interruptCount == 1 {
+                    _ = try? notifier.stopping()
+                    apply(tree.handle(.shutdown, at: Instant(nanoseconds: now)))
+                } else {
+                    LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: second \(signo == SIGINT ? "SIGINT" : "SIGTERM"): SIGKILL to every child")
+                    apply(tree.handle(.forceShutdown, at: Instant(nanoseconds: now)))
+                }
+            case SIGHUP:
+                LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: SIGHUP ignored (reload is not implemented yet; restart vigil to load a changed topology)")
+            default:
+                break
+            }
+        }
+    }
+
+    private func reapChildren() {
+        let gone = reaper.reap(isLeader: { nodeByPID[$0] != nil })
+        for exit in gone {
+            guard let id = nodeByPID.removeValue(forKey: exit.pgid), let child = live.removeValue(forKey: id) else { continue }
+            closeChannel(of: child)
+            apply(tree.handle(.exited(id, incarnation: child.incarnation, exit.status), at: Instant(nanoseconds: now)))
+        }
+    }
+
+    func closeChannel(of child: LiveChild) {
+        guard child.channel >= 0 else { return }
+        loop.unregister(child.channel)
+        nodeByChannel.removeValue(forKey: child.channel)
+        close(child.channel)
+    }
+
+    // MARK: Timers
+
+    /// One timerfd serves the core's next deadline, the systemd watchdog and sampling.
+    private func armTimer() {
+        var deadline = tree.nextDeadline?.nanoseconds ?? Int64.max
+        if let w = nextWatchdogPing { deadline = min(deadline, w) }
+        if let s = nextSample { deadline = min(deadline, s) }
+        if let c = connections.values.compactMap(\.deadline).min() { deadline = min(deadline, c) }
+        let target = deadline == Int64.max ? 0 : max(deadline, 1)
+        if target != armedDeadline {
+            _ = vigil_timerfd_arm(timerFD, target)
+            armedDeadline = target
+        }
+    }
+
+    private func handleTimer() {
+        vigil_timerfd_drain(timerFD)
+        armedDeadline = 0
+        let t = now
+        if let deadline = tree.nextDeadline, deadline.nanoseconds <= t {
+            apply(tree.handle(.tick, at: Instant(nanoseconds: t)))
+        }
+        if let w = nextWatchdogPing, w <= t, let interval = notifier.watchdogInterval {
+            _ = try? notifier.watchdog()
+            nextWatchdogPing = t + interval.nanoseconds
+        }
+        if let s = nextSample, s <= t {
+            sampleWorkers()
+            nextSample = t + configuration.topology.settings.sampleInterval.nanoseconds
+        }
+        expireConnections(at: t)
+    }
+
+    private func updateSystemdStatus() {
+        guard notifier.isEnabled else { return }
+        let summary = tree.summary()
+        if summary != lastSystemdStatus {
+            lastSystemdStatus = summary
+            _ = try? notifier.status(summary)
+        }
+    }
+}
+
+/// A failure of vigil itself (not of a child): what went wrong and what to do.
+public struct HostError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
