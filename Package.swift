@@ -37,6 +37,9 @@ let package = Package(
         .target(name: "Trading"),
 
         .executableTarget(name: "vigil", dependencies: ["VigilHost", "VigilCore"]),
+        // A worker that misbehaves on demand (no READY, ignores SIGTERM, forks, floods),
+        // spawned by the integration tests.
+        .executableTarget(name: "vigil-test-worker", dependencies: ["VigilWire", "CShim"]),
 
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),

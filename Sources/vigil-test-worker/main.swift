@@ -1,0 +1,74 @@
+// vigil-test-worker: a worker that misbehaves on demand, for vigil's integration tests.
+// It speaks the channel by hand (not through the SDK) so each fault is exact.
+//
+//   TW_READY_DELAY_MS=N   wait N ms before READY        TW_NO_READY=1   never say READY
+//   TW_IGNORE_TERM=1      ignore SIGTERM                TW_FORK=1       fork a child that ignores SIGTERM
+//   TW_EXIT_AFTER_MS=N    exit after N ms with TW_EXIT_CODE (default 1)
+//   TW_GARBAGE=1          send an invalid frame after READY
+//   TW_FLOOD=1            send heartbeats as fast as possible after READY
+//
+// It exits by itself when its channel to vigil closes, as every worker must.
+import CShim
+@preconcurrency import Glibc
+import VigilWire
+
+func env(_ key: String) -> String? { getenv(key).map { String(cString: $0) } }
+func envInt(_ key: String) -> Int? { env(key).flatMap { Int($0) } }
+
+guard let fdText = env(ChildEnvironment.channelFD), let channel = Int32(fdText) else {
+    fputs("vigil-test-worker: no VIGIL_FD; run me under vigil\n", stderr)
+    exit(2)
+}
+
+func sendFrame(_ frame: Frame) {
+    guard let bytes = try? frame.encoded() else { return }
+    _ = bytes.withUnsafeBytes { send(channel, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+}
+
+if env("TW_IGNORE_TERM") != nil { signal(SIGTERM, SIG_IGN) }
+if env("TW_FORK") != nil {
+    let child = fork()
+    if child == 0 {
+        signal(SIGTERM, SIG_IGN)
+        close(channel)
+        while true { pause() }
+    }
+}
+
+let start = vigil_monotonic_ns()
+let heartbeatMs = envInt(ChildEnvironment.heartbeatMilliseconds) ?? 1000
+let readyAt = start + Int64(envInt("TW_READY_DELAY_MS") ?? 0) * 1_000_000
+let exitAt = envInt("TW_EXIT_AFTER_MS").map { start + Int64($0) * 1_000_000 }
+var ready = false
+var nextBeat = start
+
+while true {
+    let now = vigil_monotonic_ns()
+    if let exitAt, now >= exitAt { exit(Int32(envInt("TW_EXIT_CODE") ?? 1)) }
+    if !ready && env("TW_NO_READY") == nil && now >= readyAt {
+        sendFrame(.ready)
+        ready = true
+        if env("TW_GARBAGE") != nil {
+            var junk: [UInt8] = [0xFF, 0x00, 0x13]
+            _ = junk.withUnsafeMutableBytes { send(channel, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+    }
+    if ready && env("TW_FLOOD") != nil {
+        for _ in 0..<10_000 { sendFrame(.heartbeat) }
+        continue
+    }
+    if now >= nextBeat {
+        sendFrame(.heartbeat)
+        nextBeat = now + Int64(heartbeatMs) * 1_000_000
+    }
+    var wake = nextBeat
+    if !ready && env("TW_NO_READY") == nil { wake = min(wake, readyAt) }
+    if let exitAt { wake = min(wake, exitAt) }
+    var pfd = pollfd(fd: channel, events: Int16(POLLIN), revents: 0)
+    let timeout = Int32(max(0, (wake - vigil_monotonic_ns()) / 1_000_000)) + 1
+    if poll(&pfd, 1, timeout) > 0 {
+        var buffer = [UInt8](repeating: 0, count: Frame.maximumSize)
+        let n = buffer.withUnsafeMutableBytes { recv(channel, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n == 0 || pfd.revents & Int16(POLLHUP) != 0 { exit(0) }  // vigil is gone
+    }
+}

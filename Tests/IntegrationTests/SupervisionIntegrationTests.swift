@@ -1,0 +1,299 @@
+import Foundation
+import Testing
+
+/// vigil with real processes, real signals and real sockets.
+@Suite("vigil up with real workers", .serialized)
+struct SupervisionIntegrationTests {
+    @Test func dependentStartsOnlyAfterItsDependencyIsReady() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: db
+            argv: [WORKER]
+            env: {TW_READY_DELAY_MS: "400"}
+          - worker: cache
+            argv: [WORKER]
+            depends_on: [db]
+        """)
+        v.waitFor("both ready", v.allReady(["db", "cache"]))
+        let lines = v.events()
+        let dbReady = lines.firstIndex { $0.contains(" ready ") && $0.contains(" db ") }
+        let cacheSpawned = lines.firstIndex { $0.contains(" spawned ") && $0.contains(" cache ") }
+        #expect(dbReady != nil && cacheSpawned != nil && dbReady! < cacheSpawned!, "\(lines.joined(separator: "\n"))")
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func killNineGivesANewPidAndTheRestForOneCascade() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - supervisor: data
+            strategy: rest_for_one
+            children:
+              - worker: db
+                argv: [WORKER]
+              - worker: cache
+                argv: [WORKER]
+                depends_on: [db]
+          - worker: other
+            argv: [WORKER]
+        """)
+        let before = v.waitFor("tree ready", v.allReady(["db", "cache", "other"]))
+        let db = before["db"]!.pid!, cache = before["cache"]!.pid!, other = before["other"]!.pid!
+        kill(db, SIGKILL)
+        let after = v.waitFor("db and cache replaced") { s in
+            s["db"]?.state == "ready" && s["cache"]?.state == "ready" && s["db"]?.pid != db && s["cache"]?.pid != cache
+        }
+        #expect(after["other"]?.pid == other)
+        #expect(after["db"]?.restarts == 1)
+        #expect(after["db"]?.lastExit == "signal SIGKILL")
+        #expect(after["cache"]?.lastExit == "signal SIGTERM")
+        #expect(!processAlive(db) && !processAlive(cache))
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func oneForOneRestartsOnlyTheKilledWorker() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: a
+            argv: [WORKER]
+          - worker: b
+            argv: [WORKER]
+          - worker: pool
+            argv: [WORKER]
+            instances: 2
+        """)
+        let before = v.waitFor("ready", v.allReady(["a", "b", "pool.1", "pool.2"]))
+        kill(before["pool.2"]!.pid!, SIGKILL)
+        let after = v.waitFor("pool.2 replaced") { s in s["pool.2"]?.state == "ready" && s["pool.2"]?.pid != before["pool.2"]!.pid }
+        #expect(after["a"]?.pid == before["a"]?.pid)
+        #expect(after["pool.1"]?.pid == before["pool.1"]?.pid)
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func workerIgnoringSIGTERMIsKilledAfterItsShutdownTimeout() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: stubborn
+            argv: [WORKER]
+            env: {TW_IGNORE_TERM: "1"}
+            shutdown: 700ms
+        """)
+        let s = v.waitFor("ready", v.allReady(["stubborn"]))
+        let pid = s["stubborn"]!.pid!
+        let started = Date()
+        #expect(v.interrupt() == 0)
+        let took = Date().timeIntervalSince(started)
+        #expect(took >= 0.6, "stopped after \(took)s, before its shutdown timeout")
+        #expect(!processAlive(pid))
+        #expect(v.events().contains { $0.contains(" kill ") && $0.contains("stubborn") })
+    }
+
+    @Test func aForkedChildOfAWorkerIsGoneAfterStop() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: forker
+            argv: [WORKER]
+            env: {TW_FORK: "1"}
+            shutdown: 2s
+        """)
+        let s = v.waitFor("ready", v.allReady(["forker"]))
+        let pgid = s["forker"]!.pid!
+        #expect(members(ofGroup: pgid).count == 2, "the worker and its child")
+        #expect(v.interrupt() == 0)
+        #expect(members(ofGroup: pgid).isEmpty)
+        #expect(!groupAlive(pgid))
+    }
+
+    @Test func aKilledWorkersOwnChildIsKilledBeforeTheReplacementStarts() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: forker
+            argv: [WORKER]
+            env: {TW_FORK: "1"}
+        """)
+        let s = v.waitFor("ready", v.allReady(["forker"]))
+        let pgid = s["forker"]!.pid!
+        kill(pgid, SIGKILL)
+        v.waitFor("replaced") { $0["forker"]?.state == "ready" && $0["forker"]?.pid != pgid }
+        #expect(members(ofGroup: pgid).isEmpty)
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func intensityBreachAtTheRootStopsTheTreeAndExitsThree() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        max_restarts: 2
+        period: 30s
+        children:
+          - worker: steady
+            argv: [WORKER]
+          - worker: crasher
+            argv: [WORKER]
+            env: {TW_EXIT_AFTER_MS: "50"}
+            backoff: {initial: 10ms, max: 20ms}
+        """)
+        #expect(v.waitForExit() == 3)
+        #expect(v.log.contains("exceeded its restart intensity"))
+        let lines = v.events()
+        #expect(lines.contains { $0.contains("escalate") })
+        #expect(lines.contains { $0.contains("tree_failed") })
+    }
+
+    @Test func nestedSupervisorBreachEscalatesToItsParent() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        max_restarts: 10
+        period: 1m
+        children:
+          - worker: steady
+            argv: [WORKER]
+          - supervisor: inner
+            max_restarts: 1
+            period: 1m
+            children:
+              - worker: crasher
+                argv: [WORKER]
+                env: {TW_EXIT_AFTER_MS: "300"}
+                backoff: {initial: 10ms, max: 20ms}
+        """)
+        let s = v.waitFor("inner restarted by the root") { ($0["inner"]?.restarts ?? 0) >= 1 }
+        #expect(s["steady"]?.restarts == 0)
+        #expect(v.events().contains { $0.contains("escalate") && $0.contains(" inner ") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func noReadyWithinTheTimeoutIsAFailedStart() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: mute
+            argv: [WORKER]
+            env: {TW_NO_READY: "1"}
+            ready_timeout: 300ms
+            shutdown: brutal_kill
+        """)
+        v.waitFor("restarted after a ready timeout") { ($0["mute"]?.restarts ?? 0) >= 1 }
+        #expect(v.events().contains { $0.contains("ready_timeout") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func garbageAndFloodsAreCutOffAndRestartedAndVigilSurvives() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        max_restarts: 100
+        children:
+          - worker: garbage
+            argv: [WORKER]
+            env: {TW_GARBAGE: "1"}
+          - worker: flood
+            argv: [WORKER]
+            env: {TW_FLOOD: "1"}
+        """)
+        v.waitFor("both cut off and restarted") { ($0["garbage"]?.restarts ?? 0) >= 1 && ($0["flood"]?.restarts ?? 0) >= 1 }
+        let lines = v.events()
+        #expect(lines.contains { $0.contains("protocol_violation") && $0.contains("malformed") })
+        #expect(lines.contains { $0.contains("protocol_violation") && $0.contains("flooding") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func workersExitByThemselvesWhenVigilIsKilled() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: a
+            argv: [WORKER]
+          - worker: b
+            argv: [WORKER]
+        """)
+        let s = v.waitFor("ready", v.allReady(["a", "b"]))
+        kill(v.process.processIdentifier, SIGKILL)
+        v.process.waitUntilExit()
+        let pids = [s["a"]!.pid!, s["b"]!.pid!]
+        let deadline = Date().addingTimeInterval(5)
+        while pids.contains(where: processAlive) && Date() < deadline { usleep(10_000) }
+        #expect(!pids.contains(where: processAlive))
+    }
+
+    @Test func operatorStopStartRestartAndKill() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        max_restarts: 0
+        children:
+          - worker: a
+            argv: [WORKER]
+        """)
+        let s0 = v.waitFor("ready", v.allReady(["a"]))
+        #expect(try v.control(["stop", "a"]).ok)
+        v.waitFor("stopped") { $0["a"]?.state == "stopped (operator)" }
+        #expect(!processAlive(s0["a"]!.pid!))
+        #expect(try v.control(["start", "a"]).ok)
+        let s1 = v.waitFor("started", v.allReady(["a"]))
+        #expect(try v.control(["restart", "a"]).ok)
+        let s2 = v.waitFor("restarted") { $0["a"]?.state == "ready" && $0["a"]?.pid != s1["a"]!.pid }
+        #expect(s2["a"]?.restarts == 0, "operator restarts are not failures")
+        let missing = try v.control(["stop", "nope"])
+        #expect(!missing.ok && missing.message.contains("no child named 'nope'"))
+        // max_restarts 0: a kill is a crash, and the root gives up at once.
+        #expect(try v.control(["kill", "a", "KILL"]).ok)
+        #expect(v.waitForExit() == 3)
+    }
+}
+
+@Suite("vigil check and bad input")
+struct CommandLineTests {
+    func run(_ args: [String], env: [String: String] = [:]) -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: VigilUnderTest.vigil)
+        p.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try? p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func badTopologyExitsTwoWithFileLineColumnAndStartsNothing() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: a
+            argv: [/nonexistent/program]
+          - worker: b
+            argv: [WORKER]
+            depends_on: [zzz]
+            shutdown: soon
+        """, start: false)
+        let (code, out) = run(["up", v.topologyPath], env: ["VIGIL_RUNTIME_DIR": v.runtimeDirectory, "VIGIL_STATE_DIR": v.stateDirectory])
+        #expect(code == 2)
+        #expect(out.contains("\(v.topologyPath):4:"), "\(out)")
+        #expect(out.contains("\(v.topologyPath):7:"), "\(out)")
+        #expect(out.contains("\(v.topologyPath):8:"), "\(out)")
+        #expect(out.contains("nothing was started"))
+        #expect(!FileManager.default.fileExists(atPath: v.controlSocket))
+        let (checkCode, _) = run(["check", v.topologyPath])
+        #expect(checkCode == 2)
+    }
+
+    @Test func helpAndUnknownCommands() {
+        let (code, out) = run(["--help"])
+        #expect(code == 0 && out.contains("usage: vigil"))
+        let (bad, msg) = run(["frobnicate"])
+        #expect(bad == 2 && msg.contains("unknown command 'frobnicate'"))
+    }
+
+    @Test func statusWithoutVigilSaysHowToStartIt() {
+        let (code, out) = run(["status"], env: ["VIGIL_RUNTIME_DIR": NSTemporaryDirectory() + "vigil-none-\(getpid())"])
+        #expect(code == 1)
+        #expect(out.contains("not running"))
+    }
+}

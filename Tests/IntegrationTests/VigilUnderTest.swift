@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import VigilHost
+
+/// A real `vigil up` process on a topology written for one test, with its own runtime and
+/// state directories, steered over its real control socket. Waits are for a condition
+/// with a deadline, never a bare sleep.
+final class VigilUnderTest {
+    static let products: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent
+    }()
+    static var vigil: String { products + "/vigil" }
+    static var testWorker: String { products + "/vigil-test-worker" }
+
+    let directory: String
+    let topologyPath: String
+    let process = Process()
+    let logPath: String
+
+    var runtimeDirectory: String { directory + "/run" }
+    var stateDirectory: String { directory + "/state" }
+    var controlSocket: String { runtimeDirectory + "/control.sock" }
+
+    /// Writes `topology` (with `WORKER` replaced by the test worker's path) and, unless
+    /// `start` is false, starts vigil on it.
+    init(_ topology: String, start: Bool = true) throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.vigil), "build vigil first: \(Self.vigil)")
+        directory = NSTemporaryDirectory() + "vigil-it-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        topologyPath = directory + "/topology.yaml"
+        logPath = directory + "/vigil.log"
+        try topology.replacingOccurrences(of: "WORKER", with: Self.testWorker)
+            .write(toFile: topologyPath, atomically: true, encoding: .utf8)
+        if start { try launch(["up", topologyPath]) }
+    }
+
+    func launch(_ arguments: [String]) throws {
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)!
+        process.executableURL = URL(fileURLWithPath: Self.vigil)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["VIGIL_RUNTIME_DIR"] = runtimeDirectory
+        env["VIGIL_STATE_DIR"] = stateDirectory
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        process.environment = env
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// One command over the control socket.
+    func control(_ words: [String]) throws -> ControlResponse {
+        try ControlClient.send(words, to: controlSocket, timeout: .seconds(5))
+    }
+
+    struct Node {
+        var name: String
+        var state: String
+        var pid: Int32?
+        var restarts: Int
+        var incarnation: Int
+        var lastExit: String?
+    }
+
+    /// `vigil status --json`, or nil while vigil is not answering yet.
+    func status() -> [String: Node]? {
+        guard let response = try? control(["status", "--json"]), response.ok,
+              let object = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any],
+              let nodes = object["nodes"] as? [[String: Any]] else { return nil }
+        var result: [String: Node] = [:]
+        for n in nodes {
+            let name = n["name"] as! String
+            result[name] = Node(name: name, state: n["state"] as! String, pid: (n["pid"] as? Int).map { Int32($0) },
+                                restarts: n["restarts"] as! Int, incarnation: n["incarnation"] as! Int,
+                                lastExit: n["last_exit"] as? String)
+        }
+        return result
+    }
+
+    /// Polls every 20 ms until `condition` holds on the status, or fails the test after
+    /// `timeout` with vigil's log attached.
+    @discardableResult
+    func waitFor(_ what: String, timeout: Double = 15, _ condition: ([String: Node]) -> Bool,
+                 sourceLocation: SourceLocation = #_sourceLocation) -> [String: Node] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let s = status(), condition(s) { return s }
+            usleep(20_000)
+        }
+        Issue.record("timed out waiting for \(what)\n--- vigil log ---\n\(log)", sourceLocation: sourceLocation)
+        return status() ?? [:]
+    }
+
+    func allReady(_ names: [String]) -> ([String: Node]) -> Bool {
+        { s in names.allSatisfy { s[$0]?.state == "ready" } }
+    }
+
+    /// Waits for vigil to exit and returns its exit status.
+    func waitForExit(timeout: Double = 20, sourceLocation: SourceLocation = #_sourceLocation) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            Issue.record("vigil did not exit\n--- vigil log ---\n\(log)", sourceLocation: sourceLocation)
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    /// SIGINT, as Ctrl-C would, and the exit status.
+    func interrupt() -> Int32? {
+        kill(process.processIdentifier, SIGINT)
+        return waitForExit()
+    }
+
+    /// Journal lines (`vigil events`), for order assertions.
+    func events() -> [String] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.vigil)
+        p.arguments = ["events", "-n", "1000", "--state-dir", stateDirectory]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try? p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+}
+
+/// True while any process is in process group `pgid`.
+func groupAlive(_ pgid: Int32) -> Bool {
+    kill(-pgid, 0) == 0
+}
+
+/// True while a process with this pid exists and is not a zombie.
+func processAlive(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    return !stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+}
+
+/// Every pid whose process group is `pgid` (from /proc).
+func members(ofGroup pgid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 3 && Int32(fields[2]) == pgid
+    }
+}
