@@ -356,7 +356,7 @@ struct TopologyValidationTests {
             "t.yaml:2:1: supervisor 'empty' has no children: list its workers and supervisors under children:",
         ])
         #expect(TV.messages(TV.tree([])) == [
-            "t.yaml:1:1: supervisor 'trading' has no children: list its workers and supervisors under children:",
+            "t.yaml:1:1: the root supervisor 'trading' has no children: list its workers and supervisors under children:",
         ])
     }
 
@@ -386,6 +386,9 @@ struct TopologyValidationTests {
         #expect(TopologyValidator.closest(to: "gatway", in: ["db", "gateway", "gate"]) == "gateway")
         #expect(TopologyValidator.closest(to: "ab", in: ["xy", "abc"]) == "abc")
         #expect(TopologyValidator.closest(to: "totally-different", in: ["db", "gateway"]) == nil)
+        #expect(TopologyValidator.closest(to: "cache", in: ["db", "cache-warmer"]) == "cache-warmer")
+        #expect(TopologyValidator.closest(to: "cache", in: ["cache-warmer-a", "cache-warmer-b"]) == nil)  // ambiguous
+        #expect(TopologyValidator.closest(to: "ca", in: ["cache-warmer"]) == nil)  // too short to guess
         #expect(TopologyValidator.isValidName("db-watchdog_2"))
         #expect(!TopologyValidator.isValidName("db.1"))
         #expect(!TopologyValidator.isValidName("é"))

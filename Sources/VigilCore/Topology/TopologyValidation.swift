@@ -66,8 +66,9 @@ public enum TopologyValidator {
     }
 
     /// The candidate closest to `word` by edit distance, if it is close enough to be a
-    /// plausible typo (at most 1 edit for short words, 2 for longer ones). Ties go to the
-    /// earliest candidate.
+    /// plausible typo (at most 1 edit for short words, 2 for longer ones; ties go to the
+    /// earliest candidate); failing that, the only candidate that `word` (3 characters or
+    /// more) is the beginning of, as in `cache` for `cache-warmer`.
     public static func closest(to word: String, in candidates: [String]) -> String? {
         let limit = word.count <= 3 ? 1 : 2
         var best: (name: String, distance: Int)?
@@ -75,7 +76,10 @@ public enum TopologyValidator {
             let d = editDistance(word, c)
             if d <= limit, d < (best?.distance ?? Int.max) { best = (c, d) }
         }
-        return best?.name
+        if let best { return best.name }
+        guard word.count >= 3 else { return nil }
+        let extensions = Set(candidates.filter { $0 != word && $0.hasPrefix(word) })
+        return extensions.count == 1 ? extensions.first : nil
     }
 
     /// Levenshtein distance between two strings, by Character.
@@ -186,13 +190,14 @@ extension TopologyValidator {
 
         /// Visits the specs in the same pre-order as `flatten`; `cursor` is the node index.
         mutating func walk(_ child: ChildSpec, cursor: inout Int, guardian: inout WorkerSpec?) {
-            checkName(child, index: cursor)
+            let index = cursor
+            checkName(child, index: index)
             cursor += 1
             switch child {
             case .worker(let w):
                 checkWorker(w, guardian: &guardian)
             case .supervisor(let s):
-                checkSupervisor(s)
+                checkSupervisor(s, isRoot: index == 0)
                 for c in s.children { walk(c, cursor: &cursor, guardian: &guardian) }
             }
         }
@@ -232,7 +237,8 @@ extension TopologyValidator {
             let loc = w.location
             if w.argv.isEmpty {
                 let example = TopologyValidator.isValidName(w.name) ? w.name : "program"
-                report(loc, "worker '\(w.name)' has no argv: write the program to run and its arguments, e.g. argv: [\(example), --flag]",
+                let what = w.name.isEmpty ? "this worker" : "worker '\(w.name)'"
+                report(loc, "\(what) has no argv: write the program to run and its arguments, e.g. argv: [\(example), --flag]",
                        spec: loc, field: "argv")
             } else if w.argv[0].isEmpty {
                 report(loc, "argv[0] is empty: it must name the program to run",
@@ -273,7 +279,7 @@ extension TopologyValidator {
             }
         }
 
-        mutating func checkSupervisor(_ s: SupervisorSpec) {
+        mutating func checkSupervisor(_ s: SupervisorSpec, isRoot: Bool) {
             let loc = s.location
             if s.intensity.maxRestarts < 0 {
                 report(loc, "max_restarts must be 0 or more, got \(s.intensity.maxRestarts)",
@@ -285,7 +291,9 @@ extension TopologyValidator {
             }
             checkBackoff(s.backoff, spec: loc)
             if s.children.isEmpty {
-                report(loc, "supervisor '\(s.name)' has no children: list its workers and supervisors under children:",
+                let what = (isRoot ? "the root supervisor" : s.name.isEmpty ? "this supervisor" : "supervisor")
+                    + (s.name.isEmpty ? "" : " '\(s.name)'")
+                report(loc, "\(what) has no children: list its workers and supervisors under children:",
                        spec: loc, field: "children")
             }
         }
