@@ -17,10 +17,11 @@ import Trading
 import VigilWorker
 
 var flags = Flags(usage: "usage: cache-warmer [--db PATH] [--interval DURATION]")
-let worker = Worker.connect()
-let path = flags.string("--db") ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
+let dbFlag = flags.string("--db")
 let interval = flags.duration("--interval", default: .seconds(1))
 flags.finish()
+let worker = Worker.connect()
+let path = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
 
 /// One cached quote: the price and where it came from.
 struct Quote {

@@ -2,7 +2,8 @@
 //
 // Opens (creating if needed) the SQLite trading database in WAL mode, creates the schema
 // (instruments, prices, orders, fills), seeds BTC-USD, ETH-USD and SOL-USD with start
-// prices if there are no instruments, then runs `PRAGMA quick_check` on an interval.
+// prices if there are no instruments, then runs `PRAGMA quick_check` on an interval, each
+// time on a fresh connection so the page cache cannot hide corruption on disk.
 // READY after the first good check. Heartbeats are manual and sent only while the last
 // check passed: a failed check logs, sets the status and stops the heartbeat, so vigil's
 // watchdog declares the worker hung and restarts it. A later good check resumes them.
@@ -18,10 +19,11 @@ import CShim
 import VigilWorker
 
 var flags = Flags(usage: "usage: db-watchdog [--db PATH] [--interval DURATION]")
-let worker = Worker.connect(heartbeat: .manual)
-let path = flags.string("--db") ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
+let dbFlag = flags.string("--db")
 let interval = flags.duration("--interval", default: .seconds(2))
 flags.finish()
+let worker = Worker.connect(heartbeat: .manual)
+let path = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
 
 @MainActor func openAndPrepare() -> TradingStore {
     do {
@@ -36,13 +38,16 @@ flags.finish()
     }
 }
 
-let store = openAndPrepare()
+openAndPrepare().close()
 worker.log("watching \(path) (WAL), quick_check every \(interval)")
 
-/// One quick check: nil when healthy, else what is wrong.
+/// One quick check on a fresh connection (a long-lived one would answer from its page
+/// cache and miss corruption on disk, or a deleted file): nil when healthy, else what is wrong.
 @MainActor func check() -> String? {
     do {
-        let result = try store.quickCheck()
+        let probe = try TradingStore(path: path, create: false)
+        defer { probe.close() }
+        let result = try probe.quickCheck()
         return result == ["ok"] ? nil : result.prefix(5).joined(separator: "; ")
     } catch {
         return "\(error)"
@@ -87,5 +92,4 @@ while !worker.isStopping {
 }
 
 worker.stopping()
-store.close()
-worker.log("stopping on signal \(worker.stopSignal ?? 0): database closed")
+worker.log("stopping on signal \(worker.stopSignal ?? 0)")

@@ -31,10 +31,8 @@ import VigilWorker
 var flags = Flags(usage: """
     usage: exchange-gateway [--db PATH] [--socket PATH] [--tick DURATION] [--seed N] [--step-bps N] [--venue NAME]
     """)
-let worker = Worker.connect()
-let dbPath = flags.string("--db") ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
-let socketPath = flags.string("--socket")
-    ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
+let dbFlag = flags.string("--db")
+let socketFlag = flags.string("--socket")
 let tick = flags.duration("--tick", default: .milliseconds(200))
 let seed = flags.value("--seed", expected: "an integer in 0...\(UInt64.max)") { UInt64($0) }
     ?? (UInt64(bitPattern: vigil_realtime_ns()) ^ (UInt64(getpid()) << 32))
@@ -43,6 +41,10 @@ let venue = flags.value("--venue", expected: "a token of letters, digits, _ - . 
     LineMessage.isToken($0) ? $0 : nil
 } ?? "vigil-paper"
 flags.finish()
+let worker = Worker.connect()
+let dbPath = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
+let socketPath = socketFlag
+    ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
 
 let safeMode = Atomic<Bool>(false)
 worker.onMessage { frame in

@@ -25,14 +25,15 @@ import VigilWorker
 var flags = Flags(usage: """
     usage: risk-guardian [--db PATH] [--interval DURATION] [--max-exposure AMOUNT] [--max-instrument-exposure AMOUNT]
     """)
-let worker = Worker.connect()
-let path = flags.string("--db") ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
+let dbFlag = flags.string("--db")
 let interval = flags.duration("--interval", default: .seconds(1))
 let amount = "a positive amount like 250000 or 1234.56 (at most 6 decimals)"
 let maxTotal = flags.value("--max-exposure", expected: amount) { Price(parsing: $0).flatMap { $0.micros > 0 ? $0 : nil } }
     ?? Price(units: 1_000_000)
 let maxInstrument = flags.value("--max-instrument-exposure", expected: amount) { Price(parsing: $0).flatMap { $0.micros > 0 ? $0 : nil } }
 flags.finish()
+let worker = Worker.connect()
+let path = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
 let limits = ExposureLimits(total: maxTotal, perInstrument: maxInstrument)
 
 var store: TradingStore?

@@ -29,9 +29,7 @@ import VigilWorker
 var flags = Flags(usage: """
     usage: strategy-runner [--socket PATH] [--short N] [--long N] [--qty N] [--max-position N] [--instruments A,B,...]
     """)
-let worker = Worker.connect()
-let socketPath = flags.string("--socket")
-    ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
+let socketFlag = flags.string("--socket")
 let shortWindow = flags.int("--short", default: 5, range: 1...10_000)
 let longWindow = flags.int("--long", default: 20, range: 2...100_000)
 let quantity = Int64(flags.int("--qty", default: 1, range: 1...1_000_000))
@@ -43,6 +41,9 @@ let only: Set<Instrument>? = flags.value("--instruments", expected: "comma-separ
 }
 if shortWindow >= longWindow { flags.fail("--short (\(shortWindow)) must be less than --long (\(longWindow))") }
 flags.finish()
+let worker = Worker.connect()
+let socketPath = socketFlag
+    ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
 
 // MARK: - Client order ids
 
