@@ -35,7 +35,8 @@ final class VigilUnderTest {
         if start { try launch(["up", topologyPath]) }
     }
 
-    func launch(_ arguments: [String]) throws {
+    /// Starts vigil; `environment` adds to (or overrides) the test process's own.
+    func launch(_ arguments: [String], environment extra: [String: String] = [:]) throws {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         process.executableURL = URL(fileURLWithPath: Self.vigil)
@@ -44,6 +45,8 @@ final class VigilUnderTest {
         env["VIGIL_RUNTIME_DIR"] = runtimeDirectory
         env["VIGIL_STATE_DIR"] = stateDirectory
         env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "WATCHDOG_USEC")
+        for (k, v) in extra { env[k] = v }
         process.environment = env
         process.standardOutput = log
         process.standardError = log

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what Vigil needs to build and test on Debian 12, and nothing when it is already
+# there: the C libraries Vigil links (libsystemd, libsqlite3, libyaml, found with
+# pkg-config) and the tools its tests use. Safe to run again; needs root (or sudo).
+set -euo pipefail
+
+packages=(pkg-config libsystemd-dev libsqlite3-dev libyaml-dev sqlite3 systemd)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || {
+  echo "setup: swift is not on PATH; Vigil needs Swift 6 (this machine's toolchain is at /opt/swift/usr/bin)" >&2
+  exit 1
+}
