@@ -65,8 +65,8 @@ func pollMilliseconds(_ d: Duration) -> Int32 {
 }
 
 extension Duration {
-    /// Whole nanoseconds, saturating.
-    var totalNanoseconds: Int64 {
+    /// Whole nanoseconds (saturating): for deadlines on `vigil_monotonic_ns()`.
+    public var wholeNanoseconds: Int64 {
         let (s, atto) = components
         let (ns, o) = s.multipliedReportingOverflow(by: 1_000_000_000)
         if o { return s < 0 ? .min : .max }

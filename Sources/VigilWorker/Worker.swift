@@ -220,7 +220,7 @@ public final class Worker: Sendable {
         var set = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         set.append(pollfd(fd: wake, events: Int16(POLLIN), revents: 0))
         let forever = timeout < .zero
-        let deadline = vigil_monotonic_ns().addingReportingOverflow(timeout.totalNanoseconds).partialValue
+        let deadline = vigil_monotonic_ns().addingReportingOverflow(timeout.wholeNanoseconds).partialValue
         while true {
             if isStopping { return [] }
             let remaining = forever ? Int32(-1) : pollMilliseconds(.nanoseconds(deadline - vigil_monotonic_ns()))
@@ -276,7 +276,7 @@ public final class Worker: Sendable {
     }
 
     private func channelLoop() {
-        let interval = heartbeatInterval.totalNanoseconds
+        let interval = heartbeatInterval.wholeNanoseconds
         var nextBeat = vigil_monotonic_ns()
         var buffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
         var fds = [pollfd(fd: channelFD, events: Int16(POLLIN), revents: 0)]
