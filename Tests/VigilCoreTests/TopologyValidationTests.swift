@@ -394,3 +394,44 @@ struct TopologyValidationTests {
         #expect(!TopologyValidator.isValidName("é"))
     }
 }
+
+@Suite("Topology validation at scale")
+struct TopologyValidationScaleTests {
+    /// 5,000 workers in 50 supervisors, each depending on the one before it: valid, and
+    /// checked in well under a second. A single dependency back to the last one closes a
+    /// 5,000-long cycle, reported once.
+    @Test func thousandsOfWorkersWithAChainOfDependencies() {
+        var children: [ChildSpec] = []
+        var line = 2
+        var previous: String?
+        for s in 0..<50 {
+            var workers: [ChildSpec] = []
+            let sline = line
+            line += 1
+            for i in 0..<100 {
+                let name = "w\(s)-\(i)"
+                var w = WorkerSpec(name: name, argv: ["/bin/true"], location: TopologyValidationScaleTests.at(line))
+                if let previous { w.dependsOn = [Dependency(previous, at: TopologyValidationScaleTests.at(line, 9))] }
+                workers.append(.worker(w))
+                previous = name
+                line += 1
+            }
+            children.append(.supervisor(SupervisorSpec(name: "s\(s)", children: workers, location: TopologyValidationScaleTests.at(sline))))
+        }
+        var t = Topology(root: SupervisorSpec(name: "root", children: children, location: TopologyValidationScaleTests.at(1)))
+        #expect(TopologyValidator.validate(t) == [])
+
+        guard case .supervisor(var first) = t.root.children[0], case .worker(var w) = first.children[0] else { return }
+        w.dependsOn = [Dependency("w49-99", at: TopologyValidationScaleTests.at(3, 9))]
+        first.children[0] = .worker(w)
+        t.root.children[0] = .supervisor(first)
+        let d = TopologyValidator.validate(t)
+        #expect(d.count == 1)
+        #expect(d.first?.message.hasPrefix("dependency cycle: w0-0 -> w49-99 -> w49-98 -> ") == true)
+        #expect(d.first?.message.contains(" -> w0-1 -> w0-0; no start order can satisfy it") == true)
+    }
+
+    static func at(_ line: Int, _ column: Int = 1) -> VigilCore.SourceLocation {
+        VigilCore.SourceLocation(file: "big.yaml", line: line, column: column)
+    }
+}

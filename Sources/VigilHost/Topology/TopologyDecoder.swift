@@ -82,7 +82,7 @@ struct TopologyDecoder {
             settings.sampleInterval = d
         }
         let defaults = fields["defaults"].map { decodeDefaults($0.value) } ?? WorkerDefaults()
-        root.children = decodeChildren(fields["children"], of: spec, context: "the top level", defaults: defaults)
+        root.children = decodeChildren(fields["children"], of: spec, defaults: defaults)
         return Topology(root: root, settings: settings, file: file)
     }
 
@@ -117,7 +117,7 @@ struct TopologyDecoder {
     }
 
     private mutating func decodeChildren(_ entry: (key: YAMLScalar, value: YAMLNode)?, of spec: SourceLocation,
-                                         context: String, defaults: WorkerDefaults) -> [ChildSpec] {
+                                         defaults: WorkerDefaults) -> [ChildSpec] {
         guard let entry else { return [] }  // the validator reports "no children"
         let ref = FieldRef(spec: spec, field: "children")
         fieldLocations[ref] = entry.value.location
@@ -185,7 +185,7 @@ struct TopologyDecoder {
         }
         var s = SupervisorSpec(name: name, location: spec)
         decodeSupervisorSettings(fields, into: &s)
-        s.children = decodeChildren(fields["children"], of: spec, context: context, defaults: defaults)
+        s.children = decodeChildren(fields["children"], of: spec, defaults: defaults)
         return s
     }
 
