@@ -30,20 +30,19 @@ struct StatusReport {
 
     func text() -> String {
         var out = "\(treeName): \(summary); vigil pid \(vigilPID), up \(Self.age(uptime))\n\n"
-        let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "WHY RESTARTED"]
+        let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "WHY RESTARTED", "WORKER STATUS"]
         var table: [[String]] = [header]
         for row in rows {
             let s = row.status
             let indent = String(repeating: "  ", count: s.depth)
             let name = indent + s.name + (s.strategy.map { " (\($0))" } ?? "")
-            var state = s.state
-            if let w = row.workerStatus, s.state == "ready" { state += ": " + w }
             table.append([
-                name, state, s.pid.map(String.init) ?? "-",
+                name, s.state, s.pid.map(String.init) ?? "-",
                 s.startedAt.map { Self.age(now.duration(since: $0)) } ?? "-",
                 s.isSupervisor && s.restarts == 0 ? "" : String(s.restarts),
                 s.lastExit?.description ?? "-",
-                s.lastReason ?? "-",
+                Self.clip(s.lastReason ?? "-", 48),
+                row.workerStatus.map { Self.clip($0, 90) } ?? "",
             ])
         }
         let widths = (0..<header.count).map { c in table.map { $0[c].count }.max() ?? 0 }
@@ -79,6 +78,10 @@ struct StatusReport {
         }
         return "{\"tree\":\(JSON.string(treeName)),\"vigil_pid\":\(vigilPID),\"summary\":\(JSON.string(summary)),\"nodes\":[\n"
             + nodes.joined(separator: ",\n") + "\n]}\n"
+    }
+
+    static func clip(_ s: String, _ width: Int) -> String {
+        s.count <= width ? s : String(s.prefix(width - 1)) + "…"
     }
 
     /// `3d4h`, `2h13m`, `4m2s`, `12.3s`, `450ms`.
