@@ -25,14 +25,18 @@ public struct ControlClientError: Error, CustomStringConvertible, Sendable {
         case io
     }
 
+    /// What kind of failure.
     public var code: Code
+    /// One sentence saying what is wrong and what to do.
     public var message: String
 
+    /// Builds an error (the server-side encoder uses it for refused requests too).
     public init(code: Code, message: String) {
         self.code = code
         self.message = message
     }
 
+    /// The operator-facing message.
     public var description: String { message }
 }
 
@@ -83,9 +87,11 @@ public enum ControlClient {
             }
         }
 
-        // Write the request line.
+        // Write the request line. vigil may answer and close before reading it all (a
+        // refused peer, an oversize line): then the write fails but the answer is waiting.
         var sent = 0
-        while sent < request.count {
+        var sendError: Int32 = 0
+        writing: while sent < request.count {
             try wait(fd, for: Int16(POLLOUT), until: deadline, path: path, timeout: timeout)
             let n = request.withUnsafeBytes {
                 Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL))
@@ -93,6 +99,7 @@ public enum ControlClient {
             if n < 0 {
                 let e = errno
                 if e == EINTR || e == EAGAIN { continue }
+                if e == EPIPE || e == ECONNRESET { sendError = e; break writing }
                 throw io("cannot send the request to \(path)", e)
             }
             sent += n
@@ -109,7 +116,7 @@ public enum ControlClient {
                 if e == EINTR || e == EAGAIN { continue }
                 // vigil closed with our bytes unread after answering: the answer is whole.
                 if e == ECONNRESET && !response.isEmpty { break reading }
-                throw io("cannot read the response from \(path)", e)
+                throw io("cannot read the response from \(path)", sendError != 0 ? sendError : e)
             }
             if n == 0 { break }
             response.append(contentsOf: chunk[..<n])

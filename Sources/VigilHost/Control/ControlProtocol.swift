@@ -94,6 +94,7 @@ public struct ControlRequest: Hashable, Sendable {
     /// Pid of the client process.
     public var peerPID: pid_t
 
+    /// Builds a request (tests, and a loop that injects commands).
     public init(words: [String], peerUID: uid_t, peerPID: pid_t) {
         self.words = words
         self.peerUID = peerUID
@@ -115,6 +116,7 @@ public struct ControlResponse: Hashable, Sendable {
     /// Everything after the status line.
     public var body: String
 
+    /// Builds a response as decoded by the client.
     public init(ok: Bool, message: String, body: String) {
         self.ok = ok
         self.message = message

@@ -15,11 +15,14 @@ public struct ControlServerError: Error, CustomStringConvertible, Sendable {
         case system
     }
 
+    /// What kind of failure.
     public var code: Code
     /// The live vigil's pid, for `.alreadyRunning` when it could be learned.
     public var otherPID: pid_t?
+    /// One sentence for the operator.
     public var message: String
 
+    /// The message.
     public var description: String { message }
 }
 

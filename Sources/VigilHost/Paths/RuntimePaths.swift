@@ -9,6 +9,7 @@ public struct RuntimePathsError: Error, CustomStringConvertible, Sendable {
     /// One sentence saying what is wrong and, where it helps, what to do.
     public var message: String
 
+    /// `path: message`.
     public var description: String { "\(path): \(message)" }
 }
 
@@ -37,6 +38,7 @@ public struct RuntimePaths: Equatable, Sendable, CustomStringConvertible {
     /// The SQLite journal: `state/journal.db`.
     public var journal: String { Self.join(stateDirectory, "journal.db") }
 
+    /// Both directories, for logs and `vigil status`.
     public var description: String { "runtime \(runtimeDirectory), state \(stateDirectory)" }
 
     /// Resolves the directories for the current process.

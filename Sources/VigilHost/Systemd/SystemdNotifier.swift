@@ -10,6 +10,7 @@ public struct SystemdNotifyError: Error, CustomStringConvertible, Sendable {
     /// The message that was not delivered.
     public var message: String
 
+    /// The message sent (newlines shown as \n) and the errno text.
     public var description: String {
         "sd_notify(\(message.split(separator: "\n").joined(separator: "\\n"))) failed: \(String(cString: strerror(errno)))"
     }
