@@ -54,7 +54,10 @@ public struct SystemdNotifier: Sendable {
         let socket = environment["NOTIFY_SOCKET"]
         notifySocket = (socket?.isEmpty ?? true) ? nil : socket
         let microseconds: UInt64?
-        if environment == Self.processEnvironment() {
+        // Only the three variables matter: a full environment dictionary that agrees with
+        // the process on them takes the libsystemd path.
+        let relevant = environment.filter { Self.keys.contains($0.key) }
+        if relevant == Self.processEnvironment() {
             var usec: UInt64 = 0
             microseconds = sd_watchdog_enabled(0, &usec) > 0 ? usec : nil
         } else {
@@ -67,7 +70,7 @@ public struct SystemdNotifier: Sendable {
     /// (no Foundation, no ProcessInfo).
     public static func processEnvironment() -> [String: String] {
         var env: [String: String] = [:]
-        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        for key in keys {
             if let v = getenv(key) { env[key] = String(cString: v) }
         }
         return env
@@ -117,6 +120,9 @@ public struct SystemdNotifier: Sendable {
         if rc < 0 { throw SystemdNotifyError(errno: -rc, message: state) }
         return rc > 0
     }
+
+    /// The variables the notifier reads.
+    static let keys = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
 
     /// A status is one line: newlines would start new assignments.
     static func oneLine(_ text: String) -> String {
