@@ -46,7 +46,15 @@ var lastProblem = ""
 
 extension ExposureLimits.Breach {
     /// Which limit, without the amounts: a breach that persists while exposure moves is one breach.
-    enum Key: Hashable { case total, instrument(Instrument) }
+    enum Key: Hashable, CustomStringConvertible {
+        case total, instrument(Instrument)
+        var description: String {
+            switch self {
+            case .total: "total exposure"
+            case .instrument(let i): "\(i) exposure"
+            }
+        }
+    }
     var key: Key {
         switch self {
         case .total: .total
