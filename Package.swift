@@ -34,12 +34,16 @@ let package = Package(
         // every restart a few milliseconds of dynamic loading.
         .target(name: "VigilWorker", dependencies: ["VigilWire", "CShim"]),
         // Trading domain: prices, orders, fills, positions, exposure. Pure.
-        .target(name: "Trading"),
+        .target(name: "Trading", linkerSettings: [.linkedLibrary("m")]),
+        // The trading database (SQLite) shared by the workers: schema, seed, orders, fills.
+        .target(name: "TradingStore", dependencies: ["Trading", "CSQLite", "CShim"]),
 
         .executableTarget(name: "vigil", dependencies: ["VigilHost", "VigilCore"]),
         // A worker that misbehaves on demand (no READY, ignores SIGTERM, forks, floods),
         // spawned by the integration tests.
         .executableTarget(name: "vigil-test-worker", dependencies: ["VigilWire", "CShim"]),
+        // The resurrection benchmark's worker (C, like shared/bench's, plus READY).
+        .executableTarget(name: "vigil-bench-worker"),
 
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
@@ -47,6 +51,6 @@ let package = Package(
         .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"], exclude: ["Fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VigilHost", "VigilCore"]),
     ] + workerKinds.map {
-        .executableTarget(name: $0, dependencies: ["VigilWorker", "Trading", "CSQLite", "CShim"])
+        .executableTarget(name: $0, dependencies: ["VigilWorker", "Trading", "TradingStore", "CShim"])
     }
 )

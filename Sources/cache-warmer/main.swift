@@ -14,6 +14,7 @@
 import CShim
 @preconcurrency import Glibc
 import Trading
+import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: "usage: cache-warmer [--db PATH] [--interval DURATION]")

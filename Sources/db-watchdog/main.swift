@@ -16,6 +16,7 @@
 // flag, 70 when the channel to vigil closes.
 import CShim
 @preconcurrency import Glibc
+import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: "usage: db-watchdog [--db PATH] [--interval DURATION]")

@@ -26,6 +26,7 @@ import CShim
 @preconcurrency import Glibc
 import Synchronization
 import Trading
+import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: """

@@ -20,6 +20,7 @@
 import CShim
 @preconcurrency import Glibc
 import Trading
+import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: """

@@ -235,3 +235,15 @@ struct RestartStrategyTests {
         #expect(h.tree.restarts(of: h.id("a")) == 1)
     }
 }
+
+@Suite("Incarnations")
+struct IncarnationTests {
+    @Test func continueFromAnEarlierRunOfVigil() {
+        var h = Harness(root: supervisor("root", [worker("a"), worker("p", instances: 2)]))
+        h.tree.continueIncarnations(from: ["a": 7, "p.2": 3])
+        h.start()
+        #expect(h.tree.incarnation(of: h.id("a")) == 8)
+        #expect(h.tree.incarnation(of: h.id("p.1")) == 1)
+        #expect(h.tree.incarnation(of: h.id("p.2")) == 4)
+    }
+}

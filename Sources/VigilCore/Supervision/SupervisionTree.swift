@@ -63,6 +63,14 @@ public struct SupervisionTree {
         }
     }
 
+    /// Continues incarnation numbers from an earlier run of vigil (from its journal), so a
+    /// child's runs are numbered uniquely across vigil restarts.
+    public mutating func continueIncarnations(from previous: [String: UInt64]) {
+        for i in nodes.indices where nodes[i].worker != nil {
+            nodes[i].incarnation = max(nodes[i].incarnation, previous[nodes[i].name] ?? 0)
+        }
+    }
+
     // MARK: Queries
 
     /// Every node, in start order.

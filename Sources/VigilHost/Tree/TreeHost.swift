@@ -65,6 +65,7 @@ public final class TreeHost {
         } catch {
             throw HostError("cannot open the journal at \(configuration.paths.journal): \(error)")
         }
+        if let previous = try? journal.lastIncarnations() { tree.continueIncarnations(from: previous) }
         notifier = SystemdNotifier(environment: configuration.environment)
         spawner = Spawner(environment: configuration.environment,
                           runtimeDirectory: configuration.paths.runtimeDirectory,

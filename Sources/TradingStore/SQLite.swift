@@ -1,25 +1,28 @@
 // A minimal SQLite wrapper over the CSQLite system library.
 //
-// SHARED SOURCE: this file lives in Sources/db-watchdog and is symlinked into every worker
-// that opens the trading database (cache-warmer, exchange-gateway, risk-guardian), because
-// no library target may depend on CSQLite without a Package.swift change. Edit it here.
+// Part of the TradingStore target, shared by every worker that opens the trading database.
 import CSQLite
 
 /// An SQLite failure: the result code and SQLite's message.
-struct DatabaseError: Error, CustomStringConvertible {
-    let code: Int32
-    let message: String
-    var description: String { "\(message) (sqlite code \(code))" }
+public struct DatabaseError: Error, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+    public var description: String { "\(message) (sqlite code \(code))" }
+
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 /// One connection. Not thread-safe: use it from one thread (the worker's main loop).
-final class Database {
+public final class Database {
     private(set) var handle: OpaquePointer?
-    let path: String
+    public let path: String
 
     /// Opens `path`; with `create`, creates the file if missing. Sets a busy timeout so
     /// concurrent writers (gateway) and readers (guardian, warmer) wait instead of failing.
-    init(path: String, create: Bool, busyTimeoutMilliseconds: Int32 = 5000) throws(DatabaseError) {
+    public init(path: String, create: Bool, busyTimeoutMilliseconds: Int32 = 5000) throws(DatabaseError) {
         self.path = path
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
@@ -36,17 +39,17 @@ final class Database {
     deinit { close() }
 
     /// Closes the connection (idempotent). Finalize statements first.
-    func close() {
+    public func close() {
         if let h = handle { sqlite3_close_v2(h) }
         handle = nil
     }
 
-    var lastError: DatabaseError {
+    public var lastError: DatabaseError {
         DatabaseError(code: sqlite3_errcode(handle), message: String(cString: sqlite3_errmsg(handle)))
     }
 
     /// Runs one or more statements that return no rows.
-    func execute(_ sql: String) throws(DatabaseError) {
+    public func execute(_ sql: String) throws(DatabaseError) {
         var err: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &err)
         if rc != SQLITE_OK {
@@ -56,7 +59,7 @@ final class Database {
         }
     }
 
-    func prepare(_ sql: String) throws(DatabaseError) -> Statement {
+    public func prepare(_ sql: String) throws(DatabaseError) -> Statement {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw lastError }
@@ -64,7 +67,7 @@ final class Database {
     }
 
     /// Runs `body` in an IMMEDIATE transaction: committed if it returns, rolled back if it throws.
-    func transaction<T>(_ body: () throws(DatabaseError) -> T) throws(DatabaseError) -> T {
+    public func transaction<T>(_ body: () throws(DatabaseError) -> T) throws(DatabaseError) -> T {
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body()
@@ -76,37 +79,37 @@ final class Database {
         }
     }
 
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 }
 
 /// A value bound to a statement parameter.
-enum SQLValue {
+public enum SQLValue {
     case int(Int64)
     case text(String)
     case null
 }
 
 /// A prepared statement. Bind, step, read columns, reset, repeat.
-final class Statement {
+public final class Statement {
     private var stmt: OpaquePointer?
     private unowned let database: Database
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-    init(_ stmt: OpaquePointer, database: Database) {
+    public init(_ stmt: OpaquePointer, database: Database) {
         self.stmt = stmt
         self.database = database
     }
 
     deinit { finalize() }
 
-    func finalize() {
+    public func finalize() {
         if let s = stmt { sqlite3_finalize(s) }
         stmt = nil
     }
 
     /// Resets the statement and binds `values` to parameters 1, 2, ...
     @discardableResult
-    func bind(_ values: SQLValue...) throws(DatabaseError) -> Statement {
+    public func bind(_ values: SQLValue...) throws(DatabaseError) -> Statement {
         sqlite3_reset(stmt)
         sqlite3_clear_bindings(stmt)
         for (i, v) in values.enumerated() {
@@ -123,7 +126,7 @@ final class Statement {
     }
 
     /// Advances: true when a row is available, false when done.
-    func step() throws(DatabaseError) -> Bool {
+    public func step() throws(DatabaseError) -> Bool {
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
@@ -133,17 +136,17 @@ final class Statement {
     }
 
     /// Steps to completion, ignoring rows (for INSERT/UPDATE).
-    func run() throws(DatabaseError) {
+    public func run() throws(DatabaseError) {
         while try step() {}
         sqlite3_reset(stmt)
     }
 
-    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(stmt, column) }
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(stmt, column) }
 
-    func text(_ column: Int32) -> String {
+    public func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(stmt, column) else { return "" }
         return String(cString: p)
     }
 
-    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(stmt, column) == SQLITE_NULL }
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(stmt, column) == SQLITE_NULL }
 }

@@ -1,22 +1,21 @@
 // The trading database: schema and the queries the workers run.
 //
-// SHARED SOURCE: lives in Sources/db-watchdog, symlinked into cache-warmer,
-// exchange-gateway and risk-guardian. Edit it here.
+// Its own target so every worker that opens the trading database shares one copy.
 import CShim
 import Trading
 
 /// The trading database (SQLite, WAL). db-watchdog creates the schema and seeds it; the
 /// gateway writes prices, orders and fills; the cache warmer and risk guardian read.
-final class TradingStore {
-    let db: Database
+public final class TradingStore {
+    public let db: Database
 
     /// The default path: `--db`, else `$VIGIL_STATE_DIR/trading.db`, else `./trading.db`.
-    static func defaultPath(stateDirectory: String?) -> String {
+    public static func defaultPath(stateDirectory: String?) -> String {
         stateDirectory.map { $0.hasSuffix("/") ? "\($0)trading.db" : "\($0)/trading.db" } ?? "./trading.db"
     }
 
     /// Every table the workers use. Money is integer micro-units; times are ns since the epoch.
-    static let schema = """
+    public static let schema = """
         CREATE TABLE IF NOT EXISTS instruments (
             symbol            TEXT PRIMARY KEY,
             seed_price_micros INTEGER NOT NULL CHECK (seed_price_micros > 0)
@@ -48,22 +47,22 @@ final class TradingStore {
         """
 
     /// Instruments seeded into an empty database, with start prices.
-    static let seedInstruments: [(String, Price)] = [
+    public static let seedInstruments: [(String, Price)] = [
         ("BTC-USD", Price(units: 60_000)),
         ("ETH-USD", Price(units: 3_000)),
         ("SOL-USD", Price(units: 150)),
     ]
 
     /// Opens the database. `create`: create the file if missing (only db-watchdog does).
-    init(path: String, create: Bool) throws(DatabaseError) {
+    public init(path: String, create: Bool) throws(DatabaseError) {
         db = try Database(path: path, create: create)
         try db.execute("PRAGMA foreign_keys = ON")
     }
 
-    func close() { db.close() }
+    public func close() { db.close() }
 
     /// WAL mode (persistent in the file), synchronous=NORMAL, the schema.
-    func createSchema() throws(DatabaseError) {
+    public func createSchema() throws(DatabaseError) {
         let mode = try db.prepare("PRAGMA journal_mode = WAL")
         guard try mode.step(), mode.text(0) == "wal" else {
             throw DatabaseError(code: -1, message: "cannot switch \(db.path) to WAL mode")
@@ -74,14 +73,14 @@ final class TradingStore {
     }
 
     /// Whether the schema is present (the readers wait for db-watchdog to create it).
-    func hasSchema() throws(DatabaseError) -> Bool {
+    public func hasSchema() throws(DatabaseError) -> Bool {
         let s = try db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('instruments', 'prices', 'orders', 'fills')")
         _ = try s.step()
         return s.int64(0) == 4
     }
 
     /// Seeds the instruments if the table is empty. Returns how many were inserted.
-    func seedIfEmpty() throws(DatabaseError) -> Int {
+    public func seedIfEmpty() throws(DatabaseError) -> Int {
         try db.transaction { () throws(DatabaseError) -> Int in
             let count = try db.prepare("SELECT count(*) FROM instruments")
             _ = try count.step()
@@ -95,7 +94,7 @@ final class TradingStore {
     }
 
     /// `PRAGMA quick_check`: ["ok"] when healthy, else the problems it lists.
-    func quickCheck() throws(DatabaseError) -> [String] {
+    public func quickCheck() throws(DatabaseError) -> [String] {
         let s = try db.prepare("PRAGMA quick_check")
         var lines: [String] = []
         while try s.step() { lines.append(s.text(0)) }
@@ -103,7 +102,7 @@ final class TradingStore {
     }
 
     /// Every instrument with its seed price, by symbol. Rows with invalid symbols are skipped.
-    func instruments() throws(DatabaseError) -> [(Instrument, seed: Price)] {
+    public func instruments() throws(DatabaseError) -> [(Instrument, seed: Price)] {
         let s = try db.prepare("SELECT symbol, seed_price_micros FROM instruments ORDER BY symbol")
         var out: [(Instrument, seed: Price)] = []
         while try s.step() {
@@ -113,7 +112,7 @@ final class TradingStore {
     }
 
     /// The last price of every instrument that has one, with its update time.
-    func lastPrices() throws(DatabaseError) -> [Instrument: (price: Price, updatedNs: Int64)] {
+    public func lastPrices() throws(DatabaseError) -> [Instrument: (price: Price, updatedNs: Int64)] {
         let s = try db.prepare("SELECT symbol, price_micros, updated_ns FROM prices")
         var out: [Instrument: (price: Price, updatedNs: Int64)] = [:]
         while try s.step() {
@@ -125,7 +124,7 @@ final class TradingStore {
     private var upsertPrice: Statement?
 
     /// Upserts the last prices in one transaction.
-    func storePrices(_ prices: [(Instrument, Price)], at ns: Int64) throws(DatabaseError) {
+    public func storePrices(_ prices: [(Instrument, Price)], at ns: Int64) throws(DatabaseError) {
         if upsertPrice == nil {
             upsertPrice = try db.prepare("""
                 INSERT INTO prices (symbol, price_micros, updated_ns) VALUES (?, ?, ?)
@@ -139,7 +138,7 @@ final class TradingStore {
     }
 
     /// The fill already recorded for a client order id, if any.
-    func fill(for id: ClientOrderID) throws(DatabaseError) -> Fill? {
+    public func fill(for id: ClientOrderID) throws(DatabaseError) -> Fill? {
         let s = try db.prepare("SELECT id, symbol, side, quantity, price_micros FROM fills WHERE client_order_id = ?")
         try s.bind(.text(id.rawValue))
         guard try s.step() else { return nil }
@@ -148,7 +147,7 @@ final class TradingStore {
     }
 
     /// Records `order` and its fill at `price` atomically; returns the fill.
-    func record(_ order: Order, filledAt price: Price) throws(DatabaseError) -> Fill {
+    public func record(_ order: Order, filledAt price: Price) throws(DatabaseError) -> Fill {
         let now = vigil_realtime_ns()
         return try db.transaction { () throws(DatabaseError) -> Fill in
             let o = try db.prepare("INSERT INTO orders (client_order_id, symbol, side, quantity, received_ns) VALUES (?, ?, ?, ?, ?)")
@@ -168,7 +167,7 @@ final class TradingStore {
 
     /// Fills with row id greater than `rowid`, in order, at most `limit`. Rows that do not
     /// form a valid fill are reported in `invalid` by id and skipped.
-    func fills(after rowid: Int64, limit: Int = 10_000) throws(DatabaseError) -> (fills: [Fill], invalid: [Int64]) {
+    public func fills(after rowid: Int64, limit: Int = 10_000) throws(DatabaseError) -> (fills: [Fill], invalid: [Int64]) {
         let s = try db.prepare("SELECT id, client_order_id, symbol, side, quantity, price_micros FROM fills WHERE id > ? ORDER BY id LIMIT ?")
         try s.bind(.int(rowid), .int(Int64(limit)))
         var fills: [Fill] = [], invalid: [Int64] = []
@@ -183,7 +182,7 @@ final class TradingStore {
         return (fills, invalid)
     }
 
-    static func fill(id: Int64, clientOrderID: String, symbol: String, side: String, quantity: Int64, price: Int64) -> Fill? {
+    public static func fill(id: Int64, clientOrderID: String, symbol: String, side: String, quantity: Int64, price: Int64) -> Fill? {
         guard let c = try? ClientOrderID(clientOrderID), let i = try? Instrument(symbol), let s = Side(rawValue: side) else { return nil }
         return try? Fill(fillID: id, clientOrderID: c, instrument: i, side: s, quantity: quantity, price: Price(micros: price))
     }

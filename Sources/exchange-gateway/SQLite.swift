@@ -1,1 +1,0 @@
-../db-watchdog/SQLite.swift

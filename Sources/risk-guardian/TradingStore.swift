@@ -1,1 +1,0 @@
-../db-watchdog/TradingStore.swift
