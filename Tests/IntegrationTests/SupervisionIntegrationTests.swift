@@ -219,6 +219,21 @@ struct SupervisionIntegrationTests {
         #expect(!pids.contains(where: processAlive))
     }
 
+    @Test func anUnmodifiedProgramWithExecReadinessIsSupervised() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: sleeper
+            argv: [sleep, "1000"]
+            readiness: exec
+            shutdown: 1s
+        """)
+        let s = v.waitFor("ready", v.allReady(["sleeper"]))
+        kill(s["sleeper"]!.pid!, SIGKILL)
+        v.waitFor("replaced") { $0["sleeper"]?.state == "ready" && $0["sleeper"]?.pid != s["sleeper"]!.pid }
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func operatorStopStartRestartAndKill() throws {
         let v = try VigilUnderTest("""
         name: t

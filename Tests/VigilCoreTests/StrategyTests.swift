@@ -247,3 +247,18 @@ struct IncarnationTests {
         #expect(h.tree.incarnation(of: h.id("p.2")) == 4)
     }
 }
+
+@Suite("Readiness")
+struct ReadinessTests {
+    @Test func execReadinessIsReadyOnceRunning() {
+        var h = Harness(root: supervisor("root", [
+            .worker(WorkerSpec(name: "plain", argv: ["/bin/sleep"], readiness: .exec)),
+            worker("after", dependsOn: ["plain"]),
+        ]))
+        h.start(ready: false)
+        #expect(h.state("plain") == "ready")
+        #expect(h.spawnOrder == ["plain", "after"])
+        h.advance(.seconds(60))  // no ready timeout applies to it
+        #expect(h.records(.readyTimeout).map(\.node) == ["after"])
+    }
+}

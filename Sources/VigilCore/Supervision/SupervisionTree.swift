@@ -173,6 +173,9 @@ public struct SupervisionTree {
         nodes[id.index].startedAt = now
         emit(.spawned, id, detail: "incarnation \(inc)")
         switch nodes[id.index].state {
+        case .spawning where nodes[id.index].worker?.readiness == .exec:
+            nodes[id.index].state = .starting
+            ready(id, inc)
         case .spawning:
             nodes[id.index].state = .starting
             let timeout = nodes[id.index].worker?.readyTimeout ?? .seconds(10)

@@ -103,6 +103,14 @@ public enum WorkerRole: String, Sendable, CaseIterable {
     case predictor
 }
 
+/// How vigil learns that a worker is READY.
+public enum Readiness: String, Sendable, CaseIterable {
+    /// The worker sends READY on its channel (the SDK's `ready()`): the default.
+    case channel
+    /// Ready as soon as the process is running: for programs that speak no protocol.
+    case exec
+}
+
 /// A name in `depends_on`, with where it was written.
 public struct Dependency: Hashable, Sendable {
     public var name: String
@@ -130,13 +138,15 @@ public struct WorkerSpec: Hashable, Sendable {
     /// A pool: this many identical instances, named `name.1` ... `name.N`.
     public var instances: Int
     public var role: WorkerRole?
+    public var readiness: Readiness
     public var location: SourceLocation
 
     public init(name: String, argv: [String], env: [String: String] = [:],
                 workingDirectory: String? = nil, restart: RestartType = .permanent,
                 shutdown: Shutdown = .timeout(.seconds(5)), dependsOn: [Dependency] = [],
                 readyTimeout: Duration = .seconds(10), backoff: BackoffPolicy = BackoffPolicy(),
-                instances: Int = 1, role: WorkerRole? = nil, location: SourceLocation = .none) {
+                instances: Int = 1, role: WorkerRole? = nil, readiness: Readiness = .channel,
+                location: SourceLocation = .none) {
         self.name = name
         self.argv = argv
         self.env = env
@@ -148,6 +158,7 @@ public struct WorkerSpec: Hashable, Sendable {
         self.backoff = backoff
         self.instances = instances
         self.role = role
+        self.readiness = readiness
         self.location = location
     }
 }

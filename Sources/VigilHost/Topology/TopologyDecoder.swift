@@ -18,7 +18,7 @@ enum TopologyKeys {
                       "sample_interval", "defaults", "children"]
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
-                         "ready_timeout", "depends_on", "backoff", "instances", "role"]
+                         "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness"]
     static let defaults = ["restart", "shutdown", "ready_timeout", "backoff", "env", "working_directory"]
     static let backoff = ["initial", "multiplier", "max", "jitter", "reset_after"]
 }
@@ -178,7 +178,7 @@ struct TopologyDecoder {
         let fields = self.fields(of: node, in: context, allowed: TopologyKeys.supervisor) { key in
             switch key {
             case "depends_on": "only workers have depends_on: put it on the workers under this supervisor"
-            case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role":
+            case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness":
                 "\(key) is a worker setting: put it on the workers under this supervisor, or in defaults:"
             default: nil
             }
@@ -239,6 +239,9 @@ struct TopologyDecoder {
         if let n = fields["instances"], let v = integer(n.value, FieldRef(spec: spec, field: "instances")) {
             w.instances = v
         }
+        if let n = fields["readiness"], let v = enumeration(n.value, FieldRef(spec: spec, field: "readiness"), Readiness.self) {
+            w.readiness = v
+        }
         if let n = fields["role"], let v = enumeration(n.value, FieldRef(spec: spec, field: "role"), WorkerRole.self) {
             w.role = v
         }
@@ -277,7 +280,7 @@ struct TopologyDecoder {
         }
         let fields = self.fields(of: node, in: "defaults", allowed: TopologyKeys.defaults) { key in
             switch key {
-            case "argv", "depends_on", "instances", "role":
+            case "argv", "depends_on", "instances", "role", "readiness":
                 "\(key) cannot have a default: set it on each worker"
             default: nil
             }
