@@ -49,6 +49,7 @@ public final class TreeHost {
     var lastSystemdStatus = ""
     var nextWatchdogPing: Int64?
     var nextSample: Int64?
+    var journalStepsSinceCheckpoint = 0
     let startedAt: Int64
 
     public init(_ configuration: Configuration) throws(HostError) {
@@ -61,7 +62,10 @@ public final class TreeHost {
             throw HostError("cannot prepare runtime directories: \(error)")
         }
         do {
-            journal = try Journal(path: configuration.paths.journal)
+            // No automatic checkpoint: it would fsync inside whichever commit crosses the
+            // threshold, possibly the one in front of a restart. The loop checkpoints
+            // when it has nothing else to do (see `checkpointJournal`).
+            journal = try Journal(path: configuration.paths.journal, autoCheckpointPages: 0)
         } catch {
             throw HostError("cannot open the journal at \(configuration.paths.journal): \(error)")
         }
@@ -111,7 +115,14 @@ public final class TreeHost {
 
         while outcome == nil {
             armTimer()
-            for ready in loop.wait(timeoutMilliseconds: -1) {
+            var batch = loop.wait(timeoutMilliseconds: journalStepsSinceCheckpoint >= Self.checkpointEvery ? 0 : -1)
+            // Idle, or never idle for long: bound the WAL either way.
+            if (batch.isEmpty && journalStepsSinceCheckpoint >= Self.checkpointEvery)
+                || journalStepsSinceCheckpoint >= 20 * Self.checkpointEvery {
+                checkpointJournal()
+                batch = loop.wait(timeoutMilliseconds: -1)
+            }
+            for ready in batch {
                 switch ready.token {
                 case .signals: handleSignals()
                 case .timer: handleTimer()
@@ -123,6 +134,7 @@ public final class TreeHost {
             updateSystemdStatus()
         }
         _ = try? notifier.stopping()
+        checkpointJournal()
         control?.close()
         switch outcome! {
         case .stopped:
@@ -134,6 +146,21 @@ public final class TreeHost {
 
     var now: Int64 { vigil_monotonic_ns() }
 
+    /// Journal steps between checkpoints: about 5 WAL pages each, so a checkpoint copies a
+    /// few hundred pages, a few milliseconds, and only when the loop is idle.
+    static let checkpointEvery = 200
+
+    /// Copies the WAL into the database while nothing is waiting, so no restart ever waits
+    /// behind a checkpoint's fsync.
+    func checkpointJournal() {
+        journalStepsSinceCheckpoint = 0
+        do {
+            try journal.checkpoint()
+        } catch {
+            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: journal checkpoint failed: \(error)")
+        }
+    }
+
     // MARK: Effects
 
     /// Journals the records of one decision step, then carries out its actions in order.
@@ -143,6 +170,7 @@ public final class TreeHost {
             let wall = vigil_realtime_ns()
             do {
                 try journal.append(records, at: wall)
+                journalStepsSinceCheckpoint += 1
             } catch {
                 LogLine.write("\(LogLine.clock(wall)) vigil: journal write failed: \(error); continuing")
             }
