@@ -29,6 +29,8 @@ Steer a running tree (over its control socket):
   stop NAME               terminate a child (or pool, or supervisor) and keep it down
   start NAME              start a stopped child
   restart NAME            terminate and start again (not counted as a failure)
+                          stop/start/restart return once done (READY, or stopped);
+                          --no-block returns at once
   kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
 
 Read the journal (works whether or not vigil runs):
@@ -120,9 +122,9 @@ func loadTopology(_ file: String) -> Topology {
     }
 }
 
-func control(_ words: [String]) -> Never {
+func control(_ words: [String], timeout: Duration = .seconds(10)) -> Never {
     do {
-        let response = try ControlClient.send(words, to: paths.controlSocket, timeout: .seconds(10))
+        let response = try ControlClient.send(words, to: paths.controlSocket, timeout: timeout)
         if response.ok {
             writeStdout(response.body)
             exit(ExitCode.ok)
@@ -161,8 +163,12 @@ case "status":
     control(["status"] + arguments.filter { $0 == "--json" })
 
 case "stop", "start", "restart":
-    guard arguments.count == 1 else { fail("usage: vigil \(command) NAME", code: ExitCode.usage) }
-    control([command, arguments[0]])
+    let noBlock = arguments.contains("--no-block")
+    arguments.removeAll { $0 == "--no-block" }
+    guard arguments.count == 1 else { fail("usage: vigil \(command) [--no-block] NAME", code: ExitCode.usage) }
+    // vigil answers once the work is done, or with an error after the child's own
+    // shutdown and ready timeouts; the client waits at least that long.
+    control([command, arguments[0]] + (noBlock ? ["--no-block"] : []), timeout: .seconds(600))
 
 case "kill":
     guard arguments.count == 1 || arguments.count == 2 else { fail("usage: vigil kill NAME [SIGNAL]", code: ExitCode.usage) }

@@ -243,13 +243,23 @@ struct SupervisionIntegrationTests {
             argv: [WORKER]
         """)
         let s0 = v.waitFor("ready", v.allReady(["a"]))
-        #expect(try v.control(["stop", "a"]).ok)
-        v.waitFor("stopped") { $0["a"]?.state == "stopped (operator)" }
+        // stop, start and restart answer once the work is done.
+        let stopped = try v.control(["stop", "a"])
+        #expect(stopped.ok && stopped.body.contains("a: stopped (operator)"), "\(stopped)")
+        #expect(v.status()?["a"]?.state == "stopped (operator)")
         #expect(!processAlive(s0["a"]!.pid!))
+        let started = try v.control(["start", "a"])
+        #expect(started.ok && started.body.contains("a: ready"), "\(started)")
+        let s1 = v.status()!
+        #expect(s1["a"]?.state == "ready")
+        let restarted = try v.control(["restart", "a"])
+        #expect(restarted.ok, "\(restarted)")
+        let s2 = v.status()!
+        #expect(s2["a"]?.state == "ready" && s2["a"]?.pid != s1["a"]!.pid)
+        let noBlock = try v.control(["stop", "a", "--no-block"])
+        #expect(noBlock.ok && noBlock.body.contains("requested"))
+        v.waitFor("stopped") { $0["a"]?.state == "stopped (operator)" }
         #expect(try v.control(["start", "a"]).ok)
-        let s1 = v.waitFor("started", v.allReady(["a"]))
-        #expect(try v.control(["restart", "a"]).ok)
-        let s2 = v.waitFor("restarted") { $0["a"]?.state == "ready" && $0["a"]?.pid != s1["a"]!.pid }
         #expect(s2["a"]?.restarts == 0, "operator restarts are not failures")
         let missing = try v.control(["stop", "nope"])
         #expect(!missing.ok && missing.message.contains("no child named 'nope'"))

@@ -19,13 +19,15 @@ public struct NodeStatus: Hashable, Sendable {
 }
 
 extension SupervisionTree {
-    /// Every node in start order, for `vigil status` and the systemd STATUS line.
-    public func status() -> [NodeStatus] {
-        nodes.map { n in
+    /// Every node in start order, for `vigil status` and the systemd STATUS line. `now`
+    /// (default: the last event's time) is used for the backoff countdown.
+    public func status(at now: Instant? = nil) -> [NodeStatus] {
+        let now = now ?? self.now
+        return nodes.map { n in
             var strategy: String?
             if case .supervisor(let s) = n.kind { strategy = s.strategy.rawValue }
             return NodeStatus(id: n.id, name: n.name, depth: n.depth, isSupervisor: n.isSupervisor,
-                              state: stateText(n.id), pid: n.pid, incarnation: n.incarnation,
+                              state: stateText(n.id, at: now), pid: n.pid, incarnation: n.incarnation,
                               startedAt: n.isAlive ? n.startedAt : nil, readyAt: n.readyAt,
                               restarts: n.restarts, lastExit: n.lastExit, lastReason: n.lastReason,
                               strategy: strategy)
@@ -49,14 +51,15 @@ extension SupervisionTree {
         return parts.joined(separator: ", ")
     }
 
-    func stateText(_ id: NodeID) -> String {
+    func stateText(_ id: NodeID, at now: Instant? = nil) -> String {
+        let now = now ?? self.now
         let n = nodes[id.index]
         switch n.state {
         case .idle:
             let missing = n.dependencies.filter { !isReady($0) }.map { nodes[$0.index].name }
             return missing.isEmpty ? "waiting" : "waiting for \(missing.joined(separator: ", "))"
         case .backoff(let until):
-            return "backoff \(formatMilliseconds(until.duration(since: now)))"
+            return "backoff \(formatMilliseconds(max(.zero, until.duration(since: now))))"
         case .spawning: return "spawning"
         case .starting: return "starting"
         case .running: return n.isSupervisor ? "running" : "ready"

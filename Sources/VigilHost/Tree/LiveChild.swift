@@ -16,3 +16,15 @@ struct LiveChild {
     /// CPU time (clock ticks) at the previous sample, for the predictor's CPU share.
     var lastCPUTicks: UInt64?
 }
+
+/// An operator command that answers once its work is done.
+struct PendingCommand {
+    let connection: ControlConnection
+    let verb: String
+    let name: String
+    let nodes: [NodeID]
+    /// Incarnations before a restart, to know the new process has come.
+    let previous: [NodeID: UInt64]
+    let since: Int64
+    let deadline: Int64
+}

@@ -23,7 +23,7 @@ struct StatusReport {
         summary = host.tree.summary()
         vigilPID = getpid()
         uptime = .nanoseconds(t - host.startedAt)
-        rows = host.tree.status().map { s in
+        rows = host.tree.status(at: now).map { s in
             Row(status: s, workerStatus: host.live[s.id]?.statusText)
         }
     }

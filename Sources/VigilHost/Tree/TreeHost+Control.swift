@@ -21,6 +21,11 @@ extension TreeHost {
     func follow(_ c: ControlConnection, _ progress: ControlConnection.Progress) {
         switch progress {
         case .request(let request):
+            if let pending = startWaiting(for: request, on: c) {
+                pendingCommands.append(pending)
+                answerFinishedCommands()
+                return
+            }
             let (ok, body) = answer(request)
             follow(c, c.respond(ok: ok, body: body))
         case .closed:
@@ -28,6 +33,63 @@ extension TreeHost {
             connections.removeValue(forKey: c.fd)
         default:
             loop.setInterest(c.fd, events: c.epollEvents)
+        }
+    }
+
+    /// `stop`, `start` and `restart` answer once the work is done (like `systemctl`), or
+    /// with an error after a deadline; `--no-block` answers at once.
+    func startWaiting(for request: ControlRequest, on connection: ControlConnection) -> PendingCommand? {
+        let verb = request.command
+        guard ["stop", "start", "restart"].contains(verb), !request.arguments.contains("--no-block") else { return nil }
+        let words = request.words.filter { $0 != "--no-block" }
+        let (ok, body) = answer(ControlRequest(words: words, peerUID: request.peerUID, peerPID: request.peerPID))
+        guard ok, let name = words.dropFirst().first else {
+            follow(connection, connection.respond(ok: ok, body: body))
+            return nil
+        }
+        let ids = tree.resolve(name)
+        var budget: Duration = .seconds(2)
+        for id in ids {
+            if let spec = tree.workerSpec(of: id) {
+                if case .timeout(let t) = spec.shutdown { budget += t }
+                if verb != "stop" { budget += spec.readyTimeout }
+            } else {
+                budget += .seconds(30)
+            }
+        }
+        let previous = Dictionary(uniqueKeysWithValues: ids.map { ($0, tree.incarnation(of: $0)) })
+        return PendingCommand(connection: connection, verb: verb, name: name, nodes: ids, previous: previous,
+                              since: now, deadline: now + budget.nanoseconds)
+    }
+
+    /// Answers every waiting command whose work is done or whose deadline has passed.
+    func answerFinishedCommands() {
+        guard !pendingCommands.isEmpty else { return }
+        let t = now
+        pendingCommands.removeAll { p in
+            if p.connection.isClosed { return true }
+            let states = tree.status(at: Instant(nanoseconds: t))
+            let done: Bool
+            switch p.verb {
+            case "stop":
+                done = p.nodes.allSatisfy { tree.pid(of: $0) == nil && states[$0.index].state.hasPrefix("stopped") }
+            case "restart":
+                done = p.nodes.allSatisfy { tree.isReady($0) && (tree.workerSpec(of: $0) == nil || tree.incarnation(of: $0) > p.previous[$0]!) }
+            default:
+                done = p.nodes.allSatisfy { tree.isReady($0) }
+            }
+            let took = StatusReport.age(.nanoseconds(t - p.since))
+            if done {
+                let summary = p.nodes.map { n in "\(tree.name(of: n)): \(states[n.index].state)\(tree.pid(of: n).map { " (pid \($0))" } ?? "")" }
+                follow(p.connection, p.connection.respond(ok: true, body: "\(p.verb) \(p.name): done in \(took)\n" + summary.joined(separator: "\n") + "\n"))
+                return true
+            }
+            if t >= p.deadline {
+                let summary = p.nodes.map { "\(tree.name(of: $0)) is \(states[$0.index].state)" }.joined(separator: ", ")
+                follow(p.connection, p.connection.respond(ok: false, body: "\(p.verb) \(p.name) did not finish within \(took): \(summary); see `vigil status` and `vigil events`"))
+                return true
+            }
+            return false
         }
     }
 
@@ -64,7 +126,7 @@ extension TreeHost {
             case .success(let effects):
                 apply(effects)
                 let targets = tree.resolve(name).map { tree.name(of: $0) }.joined(separator: ", ")
-                return (true, "\(request.command) \(targets): done; `vigil status` shows the result\n")
+                return (true, "\(request.command) \(targets): requested; `vigil status` shows the progress\n")
             case .failure(let error):
                 return (false, error.message)
             }

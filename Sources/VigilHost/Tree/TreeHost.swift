@@ -50,6 +50,7 @@ public final class TreeHost {
     var nextWatchdogPing: Int64?
     var nextSample: Int64?
     var journalStepsSinceCheckpoint = 0
+    var pendingCommands: [PendingCommand] = []
     let startedAt: Int64
 
     public init(_ configuration: Configuration) throws(HostError) {
@@ -131,7 +132,11 @@ public final class TreeHost {
                 case .controlConnection(let fd): serviceConnection(fd, ready)
                 }
             }
+            answerFinishedCommands()
             updateSystemdStatus()
+        }
+        for p in pendingCommands {
+            follow(p.connection, p.connection.respond(ok: false, body: "vigil stopped before \(p.verb) \(p.name) finished"))
         }
         _ = try? notifier.stopping()
         checkpointJournal()
@@ -262,6 +267,7 @@ public final class TreeHost {
         if let w = nextWatchdogPing { deadline = min(deadline, w) }
         if let s = nextSample { deadline = min(deadline, s) }
         if let c = connections.values.compactMap(\.deadline).min() { deadline = min(deadline, c) }
+        if let p = pendingCommands.map(\.deadline).min() { deadline = min(deadline, p) }
         let target = deadline == Int64.max ? 0 : max(deadline, 1)
         if target != armedDeadline {
             _ = vigil_timerfd_arm(timerFD, target)
