@@ -6,8 +6,10 @@
 #
 # Restart settings: VIGIL_BACKOFF=off (default) sets backoff initial 0, so every restart
 # is immediate, and max_restarts 1000000/1s so intensity never gives up: the raw
-# resurrection path. VIGIL_BACKOFF=on keeps Vigil's defaults (first restart immediate,
-# then 100ms doubling to 30s, reset after 1s of uptime here): what a crash loop costs.
+# resurrection path. VIGIL_BACKOFF=on is Vigil's backoff as a crash loop meets it: first
+# restart immediate, then 100ms doubling, capped here at 1s (the default cap, 30s, is
+# beyond the harness's 10s per kill) to compare with runit's and s6's fixed 1s throttle;
+# reset after 1s of uptime.
 # usage: vigil.sh [N] | --idle [WORKERS] [SECS] | --version
 BENCH_NAME=vigil${VIGIL_BACKOFF:+-backoff-$VIGIL_BACKOFF}
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -24,7 +26,7 @@ sup_notes() { sed -n '6,11p' "$0"; }
 sup_start() {
   local dir=$1 count=$2 backoff
   if [ "${VIGIL_BACKOFF:-off}" = on ]; then
-    backoff="{reset_after: 1s}"
+    backoff="{initial: 100ms, max: 1s, reset_after: 1s}"
   else
     backoff="{initial: 0s, reset_after: 1s}"
   fi
