@@ -8,9 +8,8 @@ extension TreeHost {
     /// chatty worker cannot starve the loop; garbage or a flood cuts the worker off.
     func readChannel(_ fd: Int32) {
         guard let id = nodeByChannel[fd], var child = live[id] else { return }
-        var buffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
         for _ in 0..<64 {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)) }
+            let n = receiveBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)) }
             if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
                 // The worker closed its end (it is exiting); its exit arrives via SIGCHLD.
                 closeChannel(of: child)
@@ -32,8 +31,9 @@ extension TreeHost {
             }
             let frame: Frame
             do {
-                frame = try Frame(decoding: buffer[0..<min(n, buffer.count)])
+                // MSG_TRUNC makes recv report a frame's full length even when it did not fit.
                 if n > Frame.maximumSize { throw FrameError.tooLarge(n) }
+                frame = try Frame(decoding: receiveBuffer[0..<n])
             } catch {
                 live[id] = child
                 cutOff(id, "sent a malformed frame: \(error)")

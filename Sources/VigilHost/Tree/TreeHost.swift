@@ -51,6 +51,8 @@ public final class TreeHost {
     var nextSample: Int64?
     var journalStepsSinceCheckpoint = 0
     var pendingCommands: [PendingCommand] = []
+    /// One receive buffer for every channel: a frame is copied out before the next read.
+    var receiveBuffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
     let startedAt: Int64
 
     public init(_ configuration: Configuration) throws(HostError) {
