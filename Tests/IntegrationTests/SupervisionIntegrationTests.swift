@@ -219,6 +219,25 @@ struct SupervisionIntegrationTests {
         #expect(!pids.contains(where: processAlive))
     }
 
+    @Test func aStoppedWorkerIsCaughtByItsWatchdogAndReplaced() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        heartbeat_interval: 100ms
+        children:
+          - worker: frozen
+            argv: [WORKER]
+            watchdog: 500ms
+        """)
+        let s = v.waitFor("ready", v.allReady(["frozen"]))
+        let pid = s["frozen"]!.pid!
+        kill(pid, SIGSTOP)
+        let after = v.waitFor("replaced after its watchdog") { $0["frozen"]?.state == "ready" && $0["frozen"]?.pid != pid }
+        #expect(after["frozen"]?.restarts == 1)
+        #expect(v.events().contains { $0.contains(" watchdog ") && $0.contains("hung") })
+        #expect(!processAlive(pid))
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func anUnmodifiedProgramWithExecReadinessIsSupervised() throws {
         let v = try VigilUnderTest("""
         name: t

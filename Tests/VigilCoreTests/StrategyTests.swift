@@ -262,3 +262,46 @@ struct ReadinessTests {
         #expect(h.records(.readyTimeout).map(\.node) == ["after"])
     }
 }
+
+@Suite("Watchdog")
+struct WatchdogTests {
+    func tree() -> Harness {
+        Harness(root: supervisor("root", [.worker(WorkerSpec(name: "w", argv: ["/bin/true"], watchdog: .seconds(2)))]))
+    }
+
+    @Test func heartbeatsKeepAWorkerAlive() {
+        var h = tree()
+        h.start()
+        for _ in 0..<10 {
+            h.now = h.now + .milliseconds(1500)
+            h.tree.heartbeat(h.id("w"), incarnation: 1, at: h.now)
+            h.send(.tick)
+        }
+        #expect(h.records(.watchdog).isEmpty)
+        #expect(h.signals.isEmpty)
+    }
+
+    @Test func silenceBeyondTheWatchdogIsAHangThatIsKilledAndRestarted() {
+        var h = tree()
+        h.start()
+        h.advance(.milliseconds(1999))
+        #expect(h.signals.isEmpty)
+        h.advance(.milliseconds(1))
+        #expect(h.records(.watchdog).count == 1)
+        #expect(h.signals.map(\.1) == [SignalName.kill])
+        h.exitSignalled()
+        #expect(h.spawnOrder == ["w", "w"])
+        #expect(h.tree.restarts(of: h.id("w")) == 1)
+        #expect(h.tree.status()[h.id("w").index].lastReason?.contains("hung") == true)
+    }
+
+    @Test func aStaleHeartbeatFromAnOldIncarnationDoesNotCount() {
+        var h = tree()
+        h.start()
+        h.exit("w")
+        h.now = h.now + .milliseconds(1500)
+        h.tree.heartbeat(h.id("w"), incarnation: 1, at: h.now)
+        h.advance(.milliseconds(600))
+        #expect(h.records(.watchdog).count == 1)
+    }
+}

@@ -9,6 +9,8 @@ enum StopCause: Hashable, Sendable {
     case operatorRestart
     /// No READY within the ready timeout: the exit is a failed start.
     case readyTimeout
+    /// No heartbeat within the watchdog: the exit is a failure (hung).
+    case watchdog
     /// The child broke the channel protocol: the exit is a failure.
     case protocolViolation(String)
 }
@@ -82,6 +84,7 @@ struct Node: Sendable {
     var pid: Int32?
     var startedAt: Instant?
     var readyAt: Instant?
+    var lastHeartbeat: Instant?
     /// Restarts decided for this node (cascades included).
     var restarts = 0
     /// Consecutive failures since the last stable run, for backoff.

@@ -76,6 +76,8 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case treeStopped = "tree_stopped"
     /// An operator command (stop, start, restart, kill).
     case command
+    /// A child sent no heartbeat within its watchdog: hung; its group is killed.
+    case watchdog
     /// A child broke the protocol (garbage frames, flooding) and is cut off.
     case protocolViolation = "protocol_violation"
 }

@@ -27,6 +27,8 @@ extension SupervisionTree {
             dirty.append(parent)
         case .stopping(.readyTimeout):
             failed(id, reason: "no READY within its ready timeout (failed start)", status: status)
+        case .stopping(.watchdog):
+            failed(id, reason: "hung: no heartbeat within its watchdog", status: status)
         case .stopping(.protocolViolation(let why)):
             failed(id, reason: "protocol violation: \(why)", status: status)
         case .spawning:
@@ -210,7 +212,7 @@ extension SupervisionTree {
             signalTermination(id)
         case .spawning:
             nodes[id.index].state = .stopping(.plan)
-        case .stopping(.readyTimeout), .stopping(.operatorRestart), .stopping(.protocolViolation):
+        case .stopping(.readyTimeout), .stopping(.watchdog), .stopping(.operatorRestart), .stopping(.protocolViolation):
             nodes[id.index].state = .stopping(.plan)
         case .stopping:
             break

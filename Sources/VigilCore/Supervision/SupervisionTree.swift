@@ -100,6 +100,13 @@ public struct SupervisionTree {
 
     // MARK: Events
 
+    /// A heartbeat from a worker: O(1) and no effects, so a thousand workers beating every
+    /// second cost next to nothing. The watchdog timer looks at the last beat when it fires.
+    public mutating func heartbeat(_ id: NodeID, incarnation: UInt64, at now: Instant) {
+        guard nodes[id.index].incarnation == incarnation else { return }
+        nodes[id.index].lastHeartbeat = now
+    }
+
     /// Handles one event at `now` and returns the effects to carry out, in order.
     public mutating func handle(_ event: Event, at now: Instant) -> [Effect] {
         begin(at: now)
@@ -191,6 +198,10 @@ public struct SupervisionTree {
         guard nodes[id.index].incarnation == inc, nodes[id.index].state == .starting else { return }
         nodes[id.index].state = .running
         nodes[id.index].readyAt = now
+        nodes[id.index].lastHeartbeat = now
+        if let watchdog = nodes[id.index].worker?.watchdog {
+            timers.schedule(.watchdog(id, incarnation: inc), at: now + watchdog)
+        }
         let took = now.duration(since: nodes[id.index].startedAt ?? now)
         emit(.ready, id, detail: "after \(formatMilliseconds(took))")
     }
@@ -212,6 +223,17 @@ public struct SupervisionTree {
             case .backoff(let id):
                 guard case .backoff(let until) = nodes[id.index].state, until <= now else { continue }
                 nodes[id.index].state = .idle
+            case .watchdog(let id, let inc):
+                let n = nodes[id.index]
+                guard n.incarnation == inc, n.state == .running, let limit = n.worker?.watchdog,
+                      let beat = n.lastHeartbeat, let pid = n.pid else { continue }
+                if now.duration(since: beat) < limit {
+                    timers.schedule(.watchdog(id, incarnation: inc), at: beat + limit)
+                    continue
+                }
+                emit(.watchdog, id, detail: "no heartbeat for \(formatMilliseconds(now.duration(since: beat))) (watchdog \(limit.topologyText)): hung; SIGKILL to its group")
+                nodes[id.index].state = .stopping(.watchdog)
+                effects.append(.signal(id, pid: pid, signal: SignalName.kill))
             }
         }
     }

@@ -5,6 +5,7 @@ enum TimerPurpose: Hashable, Sendable {
     case readyTimeout(NodeID, incarnation: UInt64)
     case shutdownTimeout(NodeID, incarnation: UInt64)
     case backoff(NodeID)
+    case watchdog(NodeID, incarnation: UInt64)
 }
 
 /// A binary min-heap of deadlines: O(log n) per timer however many children the tree has.

@@ -139,6 +139,9 @@ public struct WorkerSpec: Hashable, Sendable {
     public var instances: Int
     public var role: WorkerRole?
     public var readiness: Readiness
+    /// No heartbeat for this long after READY means hung: the group is killed and the
+    /// worker restarted (systemd's WatchdogSec). nil: no watchdog.
+    public var watchdog: Duration?
     public var location: SourceLocation
 
     public init(name: String, argv: [String], env: [String: String] = [:],
@@ -146,7 +149,7 @@ public struct WorkerSpec: Hashable, Sendable {
                 shutdown: Shutdown = .timeout(.seconds(5)), dependsOn: [Dependency] = [],
                 readyTimeout: Duration = .seconds(10), backoff: BackoffPolicy = BackoffPolicy(),
                 instances: Int = 1, role: WorkerRole? = nil, readiness: Readiness = .channel,
-                location: SourceLocation = .none) {
+                watchdog: Duration? = nil, location: SourceLocation = .none) {
         self.name = name
         self.argv = argv
         self.env = env
@@ -159,6 +162,7 @@ public struct WorkerSpec: Hashable, Sendable {
         self.instances = instances
         self.role = role
         self.readiness = readiness
+        self.watchdog = watchdog
         self.location = location
     }
 }

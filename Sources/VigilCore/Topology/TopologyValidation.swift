@@ -256,6 +256,10 @@ extension TopologyValidator {
                 report(loc, "instances must be between 1 and \(TopologyValidator.maxInstances), got \(w.instances)",
                        spec: loc, field: "instances")
             }
+            if let d = w.watchdog, d <= .zero {
+                report(loc, "watchdog must be longer than 0s, got \(d.topologyText) (leave it out for no watchdog)",
+                       spec: loc, field: "watchdog")
+            }
             if w.readyTimeout <= .zero {
                 report(loc, "ready_timeout must be longer than 0s, got \(w.readyTimeout.topologyText)",
                        spec: loc, field: "ready_timeout")

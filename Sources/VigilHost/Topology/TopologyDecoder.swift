@@ -18,8 +18,8 @@ enum TopologyKeys {
                       "sample_interval", "defaults", "children"]
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
-                         "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness"]
-    static let defaults = ["restart", "shutdown", "ready_timeout", "backoff", "env", "working_directory"]
+                         "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog"]
+    static let defaults = ["restart", "shutdown", "ready_timeout", "watchdog", "backoff", "env", "working_directory"]
     static let backoff = ["initial", "multiplier", "max", "jitter", "reset_after"]
 }
 
@@ -178,7 +178,7 @@ struct TopologyDecoder {
         let fields = self.fields(of: node, in: context, allowed: TopologyKeys.supervisor) { key in
             switch key {
             case "depends_on": "only workers have depends_on: put it on the workers under this supervisor"
-            case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness":
+            case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness", "watchdog":
                 "\(key) is a worker setting: put it on the workers under this supervisor, or in defaults:"
             default: nil
             }
@@ -223,6 +223,10 @@ struct TopologyDecoder {
             w.readyTimeout = t.value
             fieldLocations[FieldRef(spec: spec, field: "ready_timeout")] = t.location
         }
+        if let t = merged.watchdog {
+            w.watchdog = t.value
+            fieldLocations[FieldRef(spec: spec, field: "watchdog")] = t.location
+        }
         if let d = merged.workingDirectory {
             w.workingDirectory = d.value
             fieldLocations[FieldRef(spec: spec, field: "working_directory")] = d.location
@@ -255,6 +259,7 @@ struct TopologyDecoder {
         var restart: Located<RestartType>?
         var shutdown: Located<Shutdown>?
         var readyTimeout: Located<Duration>?
+        var watchdog: Located<Duration>?
         var workingDirectory: Located<String>?
         var env: [String: Located<String>] = [:]
         var backoff = BackoffFields()
@@ -265,6 +270,7 @@ struct TopologyDecoder {
             m.restart = restart ?? base.restart
             m.shutdown = shutdown ?? base.shutdown
             m.readyTimeout = readyTimeout ?? base.readyTimeout
+            m.watchdog = watchdog ?? base.watchdog
             m.workingDirectory = workingDirectory ?? base.workingDirectory
             m.env = base.env.merging(env) { _, mine in mine }
             m.backoff = backoff.over(base.backoff)
@@ -297,6 +303,9 @@ struct TopologyDecoder {
         }
         if let n = fields["shutdown"], let v = shutdown(n.value, FieldRef(spec: spec, field: "shutdown")) {
             d.shutdown = Located(value: v, location: n.value.location)
+        }
+        if let n = fields["watchdog"], let v = duration(n.value, FieldRef(spec: spec, field: "watchdog")) {
+            d.watchdog = Located(value: v, location: n.value.location)
         }
         if let n = fields["ready_timeout"], let v = duration(n.value, FieldRef(spec: spec, field: "ready_timeout")) {
             d.readyTimeout = Located(value: v, location: n.value.location)

@@ -9,7 +9,6 @@ struct LiveChild {
     var channel: Int32
     /// The worker's last STATUS text.
     var statusText: String?
-    var lastHeartbeat: Int64?
     /// Flood guard: frames received in the current one-second window.
     var framesInWindow = 0
     var windowStart: Int64 = 0

@@ -46,7 +46,7 @@ extension TreeHost {
                 guard let refreshed = live[id], refreshed.channel == fd else { return }
                 child = refreshed
             case .heartbeat:
-                child.lastHeartbeat = t
+                tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t))
             case .status(let text):
                 child.statusText = String(text.prefix(200))
             case .stopping:
