@@ -4,6 +4,7 @@
 //   TW_READY_DELAY_MS=N   wait N ms before READY        TW_NO_READY=1   never say READY
 //   TW_IGNORE_TERM=1      ignore SIGTERM                TW_FORK=1       fork a child that ignores SIGTERM
 //   TW_EXIT_AFTER_MS=N    exit after N ms with TW_EXIT_CODE (default 1)
+//   TW_GRACEFUL_CHILD=P   fork a child that, on SIGTERM, waits 300 ms, creates file P, exits
 //   TW_GARBAGE=1          send an invalid frame after READY
 //   TW_FLOOD=1            send heartbeats as fast as possible after READY
 //
@@ -32,6 +33,21 @@ if env("TW_FORK") != nil {
         signal(SIGTERM, SIG_IGN)
         close(channel)
         while true { pause() }
+    }
+}
+
+if let marker = env("TW_GRACEFUL_CHILD") {
+    if fork() == 0 {
+        close(channel)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigprocmask(SIG_BLOCK, &set, nil)
+        var received: Int32 = 0
+        sigwait(&set, &received)
+        usleep(300_000)
+        close(open(marker, O_CREAT | O_WRONLY, 0o644))
+        exit(0)
     }
 }
 

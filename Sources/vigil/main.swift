@@ -102,6 +102,14 @@ func takeOption(_ name: String, from arguments: inout [String]) -> String? {
 
 if let dir = takeOption("--runtime-dir", from: &arguments) { environment["VIGIL_RUNTIME_DIR"] = dir }
 if let dir = takeOption("--state-dir", from: &arguments) { environment["VIGIL_STATE_DIR"] = dir }
+// A relative directory is relative to where vigil was started, never silently dropped.
+for key in ["VIGIL_RUNTIME_DIR", "VIGIL_STATE_DIR"] {
+    if let dir = environment[key], !dir.isEmpty, !dir.hasPrefix("/") {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buffer, buffer.count) != nil else { fail("cannot resolve \(key)=\(dir): no current directory") }
+        environment[key] = String(cString: buffer) + "/" + dir
+    }
+}
 if arguments.isEmpty || arguments.contains("-h") || arguments.contains("--help") || arguments.first == "help" {
     writeStdout(usage + "\n")
     exit(arguments.isEmpty ? ExitCode.usage : ExitCode.ok)

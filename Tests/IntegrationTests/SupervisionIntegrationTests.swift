@@ -108,6 +108,27 @@ struct SupervisionIntegrationTests {
         #expect(!groupAlive(pgid))
     }
 
+    @Test func aStoppingGroupKeepsItsShutdownTimeAfterTheLeaderExits() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: wrapper
+            argv: [WORKER]
+            env: {TW_GRACEFUL_CHILD: "MARKER"}
+            shutdown: 5s
+        """.replacingOccurrences(of: "MARKER", with: NSTemporaryDirectory() + "vigil-graceful-\(getpid())"))
+        let marker = NSTemporaryDirectory() + "vigil-graceful-\(getpid())"
+        defer { unlink(marker) }
+        let s = v.waitFor("ready", v.allReady(["wrapper"]))
+        let stopped = try v.control(["stop", "wrapper"])
+        #expect(stopped.ok, "\(stopped)")
+        // The leader exits at SIGTERM at once; its child needed 300 ms and got them.
+        #expect(FileManager.default.fileExists(atPath: marker), "the child was killed before it finished")
+        #expect(members(ofGroup: s["wrapper"]!.pid!).isEmpty)
+        #expect(!v.events().contains { $0.contains(" kill ") })
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func aKilledWorkersOwnChildIsKilledBeforeTheReplacementStarts() throws {
         let v = try VigilUnderTest("""
         name: t

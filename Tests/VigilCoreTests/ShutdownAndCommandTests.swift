@@ -138,6 +138,9 @@ struct CommandTests {
     @Test func unknownNamesAndBadStatesAreRefusedClearly() {
         var h = Harness(root: supervisor("root", [worker("a")]))
         h.start()
+        #expect(h.command(.stop("root"))?.message.contains("is the root supervisor") == true)
+        #expect(h.command(.restart("root"))?.message.contains("Ctrl-C or SIGTERM") == true)
+        #expect(h.finished == nil)
         #expect(h.command(.stop("nope"))?.message.contains("no child named 'nope'") == true)
         #expect(h.command(.start("a"))?.message.contains("is not stopped") == true)
     }

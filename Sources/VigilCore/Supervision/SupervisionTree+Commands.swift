@@ -11,6 +11,9 @@ extension SupervisionTree {
         guard !ids.isEmpty else {
             return .failure(CommandError("no child named '\(name)'; `vigil status` lists them"))
         }
+        if ids == [root], case .kill = command {} else if ids == [root] {
+            return .failure(CommandError("'\(name)' is the root supervisor: stop the whole tree with Ctrl-C or SIGTERM to vigil (systemctl stop vigil), restart it by restarting vigil"))
+        }
         guard isStarted, !isShuttingDown, outcome == nil else {
             return .failure(CommandError("the tree is stopping; commands are refused"))
         }

@@ -80,6 +80,13 @@ public struct SupervisionTree {
     public func pid(of id: NodeID) -> Int32? { nodes[id.index].pid }
     public func incarnation(of id: NodeID) -> UInt64 { nodes[id.index].incarnation }
     public func restarts(of id: NodeID) -> Int { nodes[id.index].restarts }
+    /// True while vigil is terminating this child on purpose (its group may then finish
+    /// shutting down within `shutdown` after the leader exits).
+    public func isBeingStopped(_ id: NodeID) -> Bool {
+        if case .stopping = nodes[id.index].state { return true }
+        return false
+    }
+
     /// The nodes a name stands for: one child, a pool's instances, or a supervisor.
     public func resolve(_ name: String) -> [NodeID] { byName[name] ?? [] }
     /// The next time the core wants a `.tick`, if any.

@@ -246,7 +246,9 @@ public final class TreeHost {
     }
 
     private func reapChildren() {
-        let gone = reaper.reap(isLeader: { nodeByPID[$0] != nil })
+        let gone = reaper.reap(leader: { pid in
+            nodeByPID[pid].map { tree.isBeingStopped($0) ? .await : .kill }
+        })
         for exit in gone {
             guard let id = nodeByPID.removeValue(forKey: exit.pgid), let child = live.removeValue(forKey: id) else { continue }
             closeChannel(of: child)
