@@ -564,3 +564,14 @@ struct TopologyLoaderTests {
         ])
     }
 }
+
+@Suite("Topology loader limits")
+struct TopologyLoaderLimitTests {
+    @Test func absurdNestingIsAnErrorNotACrash() {
+        let deep = "name: t\nchildren:\n  - worker: a\n    argv: " + String(repeating: "[", count: 40_000)
+            + String(repeating: "]", count: 40_000) + "\n"
+        let errors = LoaderFixture.load(deep)
+        #expect(errors.count == 1)
+        #expect(errors.first?.contains("nested more than 64 levels deep") == true, "\(errors)")
+    }
+}

@@ -63,6 +63,9 @@ enum YAMLReader {
     /// Expanding aliases can blow a small file up exponentially ("billion laughs"); no
     /// topology comes near this many nodes.
     static let maxNodes = 200_000
+    /// Deeper nesting is never a topology, and unbounded nesting would exhaust the stack
+    /// when the node tree is freed (and make building it quadratic).
+    static let maxDepth = 64
 
     /// The single document in `bytes`, nil for an empty stream, or the first error.
     static func parse(_ bytes: [UInt8], file: String) -> Result<YAMLNode?, YAMLSyntaxError> {
@@ -165,6 +168,9 @@ enum YAMLReader {
                     return Diagnostic(here, "too many nodes after expanding aliases (more than \(YAMLReader.maxNodes)): write the topology out without nested aliases")
                 }
                 return add(node)
+            case YAML_SEQUENCE_START_EVENT where stack.count >= YAMLReader.maxDepth,
+                 YAML_MAPPING_START_EVENT where stack.count >= YAMLReader.maxDepth:
+                return Diagnostic(here, "nested more than \(YAMLReader.maxDepth) levels deep: a topology never is; check the brackets and indentation")
             case YAML_SEQUENCE_START_EVENT:
                 stack.append(.sequence([], here, anchor: Self.string(event.data.sequence_start.anchor)))
             case YAML_MAPPING_START_EVENT:
