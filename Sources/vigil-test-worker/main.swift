@@ -5,6 +5,7 @@
 //   TW_IGNORE_TERM=1      ignore SIGTERM                TW_FORK=1       fork a child that ignores SIGTERM
 //   TW_EXIT_AFTER_MS=N    exit after N ms with TW_EXIT_CODE (default 1)
 //   TW_GRACEFUL_CHILD=P   fork a child that, on SIGTERM, waits 300 ms, creates file P, exits
+//   TW_ESCAPE=1           fork a child that calls setsid() (leaves the process group)
 //   TW_GARBAGE=1          send an invalid frame after READY
 //   TW_FLOOD=1            send heartbeats as fast as possible after READY
 //
@@ -36,6 +37,11 @@ if env("TW_FORK") != nil {
     }
 }
 
+if env("TW_ESCAPE") != nil, fork() == 0 {
+    close(channel)
+    setsid()
+    while true { pause() }
+}
 if let marker = env("TW_GRACEFUL_CHILD") {
     if fork() == 0 {
         close(channel)

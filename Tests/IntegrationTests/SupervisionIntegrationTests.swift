@@ -274,6 +274,48 @@ struct SupervisionIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    @Test func aProgramLeftRunningByAKilledVigilIsStoppedBeforeTheTreeStartsAgain() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: sleeper
+            argv: [sleep, "1000"]
+            readiness: exec
+            shutdown: 1s
+        """)
+        let first = v.waitFor("ready", v.allReady(["sleeper"]))["sleeper"]!.pid!
+        kill(v.process.processIdentifier, SIGKILL)
+        v.process.waitUntilExit()
+        #expect(processAlive(first), "a plain program does not die with vigil")
+        try v.relaunch()
+        let second = v.waitFor("ready again", v.allReady(["sleeper"]))["sleeper"]!.pid!
+        #expect(second != first)
+        #expect(!processAlive(first), "the leftover must be stopped, not run twice")
+        #expect(v.events().contains { $0.contains("left running by a previous vigil") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func aProcessThatLeftItsGroupIsKilledWhenTheTreeStops() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: escaper
+            argv: [WORKER]
+            env: {TW_ESCAPE: "1"}
+        """)
+        let pid = v.waitFor("ready", v.allReady(["escaper"]))["escaper"]!.pid!
+        let deadline = Date().addingTimeInterval(5)
+        var escaped: [Int32] = []
+        while escaped.isEmpty && Date() < deadline {
+            escaped = childrenOf(pid)
+            usleep(10_000)
+        }
+        #expect(escaped.count == 1)
+        #expect(v.interrupt() == 0)
+        #expect(!escaped.contains(where: processAlive))
+        #expect(v.log.contains("had left their worker's process group"))
+    }
+
     @Test func operatorStopStartRestartAndKill() throws {
         let v = try VigilUnderTest("""
         name: t

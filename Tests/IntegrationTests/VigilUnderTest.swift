@@ -15,7 +15,7 @@ final class VigilUnderTest {
 
     let directory: String
     let topologyPath: String
-    let process = Process()
+    private(set) var process = Process()
     let logPath: String
 
     var runtimeDirectory: String { directory + "/run" }
@@ -51,6 +51,12 @@ final class VigilUnderTest {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+    }
+
+    /// Starts a new vigil on the same topology and directories (after the last one died).
+    func relaunch() throws {
+        process = Process()
+        try launch(["up", topologyPath])
     }
 
     deinit {
@@ -151,6 +157,17 @@ func processAlive(_ pid: Int32) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = stat.lastIndex(of: ")") else { return false }
     return !stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+}
+
+/// Every live child of `parent` (from /proc).
+func childrenOf(_ parent: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 3 && Int32(fields[1]) == parent && fields[0] != "Z"
+    }
 }
 
 /// Every pid whose process group is `pgid` (from /proc).

@@ -34,16 +34,11 @@ struct ProcUsage {
     var rssKiB: UInt64
 
     static func read(pid: Int32) -> ProcUsage? {
-        guard let stat = readSmallFile("/proc/\(pid)/stat"), let statm = readSmallFile("/proc/\(pid)/statm") else { return nil }
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        guard let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // fields[0] is state (field 3); utime is field 14, stime field 15.
-        guard fields.count > 13, let utime = UInt64(fields[11]), let stime = UInt64(fields[12]) else { return nil }
+        guard let stat = ProcStat.read(pid: pid), let statm = readSmallFile("/proc/\(pid)/statm") else { return nil }
         let pages = statm.split(separator: " ")
         guard pages.count > 1, let resident = UInt64(pages[1]) else { return nil }
         let pageKiB = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 4096)) / 1024
-        return ProcUsage(cpuTicks: utime + stime, rssKiB: resident * pageKiB)
+        return ProcUsage(cpuTicks: stat.cpuTicks, rssKiB: resident * pageKiB)
     }
 }
 

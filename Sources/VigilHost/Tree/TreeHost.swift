@@ -114,6 +114,7 @@ public final class TreeHost {
         LogLine.write("\(LogLine.clock(wall)) vigil \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)")
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
+        stopLeftoversOfAPreviousVigil()
         apply(tree.handle(.start, at: Instant(nanoseconds: now)))
 
         while outcome == nil {
@@ -141,6 +142,10 @@ public final class TreeHost {
             follow(p.connection, p.connection.respond(ok: false, body: "vigil stopped before \(p.verb) \(p.name) finished"))
         }
         _ = try? notifier.stopping()
+        let orphans = Leftovers.killAdoptedOrphans(except: Set(nodeByPID.keys))
+        if !orphans.isEmpty {
+            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: killed \(orphans.count) process(es) that had left their worker's process group: \(orphans.map(String.init).joined(separator: ", "))")
+        }
         checkpointJournal()
         control?.close()
         switch outcome! {
@@ -152,6 +157,22 @@ public final class TreeHost {
     }
 
     var now: Int64 { vigil_monotonic_ns() }
+
+    /// Workers a previous vigil started and never saw end are stopped before the tree
+    /// starts, so no program runs twice; each is journaled.
+    func stopLeftoversOfAPreviousVigil() {
+        let stale = Leftovers.staleRuns(in: journal)
+        guard !stale.isEmpty else { return }
+        var records: [Record] = []
+        for s in stale {
+            records.append(Record(.terminate, node: s.run.node, pid: s.pid, incarnation: s.run.incarnation,
+                                  detail: "left running by a previous vigil; stopping it before the tree starts (SIGTERM, SIGKILL after 5s)"))
+        }
+        apply(records.map { .record($0) })
+        Leftovers.stop(stale, grace: .seconds(5))
+        apply(stale.map { .record(Record(.exited, node: $0.run.node, pid: $0.pid, incarnation: $0.run.incarnation,
+                                          detail: "stopped: left running by a previous vigil")) })
+    }
 
     /// Journal steps between checkpoints: about 5 WAL pages each, so a checkpoint copies a
     /// few hundred pages, a few milliseconds, and only when the loop is idle.

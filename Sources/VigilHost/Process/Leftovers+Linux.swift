@@ -1,0 +1,106 @@
+import CShim
+import Glibc
+import VigilCore
+
+/// Processes vigil is responsible for but no longer tracks as a group leader.
+///
+/// - Runs a previous vigil started and never saw end (it was SIGKILLed, or the machine
+///   lost power). A worker built on the SDK dies with vigil, but any other program keeps
+///   running, and starting the tree again would run two of it (two gateways holding one
+///   exchange session). Until workers can be re-adopted, they are stopped before the tree
+///   starts. A pid is only signalled when it still leads its own process group and its
+///   start time matches the journal's to within a second, so a reused pid is never hit.
+/// - Processes that left their worker's process group (`setsid` daemons) and were
+///   re-parented to vigil, the child subreaper: killed when the tree stops.
+enum Leftovers {
+    /// A run from the journal whose process is still alive.
+    struct StaleRun {
+        var run: ChildRun
+        var pid: Int32
+    }
+
+    /// Open runs in the journal whose process still exists, leads its group, and started
+    /// when the journal says it did.
+    static func staleRuns(in journal: Journal) -> [StaleRun] {
+        guard let runs = try? journal.runs(node: nil, limit: 100_000), let boot = bootTimeNanoseconds() else { return [] }
+        let ticks = Int64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+        return runs.compactMap { run in
+            guard run.isRunning, let pid = run.pid, pid > 1, pid != getpid(),
+                  let stat = ProcStat.read(pid: pid), stat.processGroup == pid else { return nil }
+            let started = boot + stat.startTicks * 1_000_000_000 / ticks
+            // Clock ticks are 10 ms; the journal records the spawn within milliseconds of it.
+            guard abs(started - run.startedNanoseconds) < 500_000_000 else { return nil }
+            return StaleRun(run: run, pid: pid)
+        }
+    }
+
+    /// SIGTERM to each group (and SIGCONT, should it be stopped), SIGKILL to what is left
+    /// after `grace`; returns once every group is gone or `grace` + 2 s have passed.
+    static func stop(_ stale: [StaleRun], grace: Duration) {
+        guard !stale.isEmpty else { return }
+        for s in stale {
+            _ = kill(-s.pid, SIGTERM)
+            _ = kill(-s.pid, SIGCONT)
+        }
+        let start = vigil_monotonic_ns()
+        var killed = false
+        while stale.contains(where: { kill(-$0.pid, 0) == 0 }) {
+            let waited = vigil_monotonic_ns() - start
+            if !killed && waited >= grace.nanoseconds {
+                for s in stale { _ = kill(-s.pid, SIGKILL) }
+                killed = true
+            }
+            if waited >= grace.nanoseconds + 2_000_000_000 { return }
+            usleep(10_000)
+        }
+    }
+
+    /// Children of vigil that lead no tracked group: orphans re-parented to vigil after
+    /// leaving their worker's process group. SIGKILLs and reaps them; returns their pids.
+    static func killAdoptedOrphans(except tracked: Set<Int32>) -> [Int32] {
+        let me = getpid()
+        var found: [Int32] = []
+        guard let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let pid = Int32(name), !tracked.contains(pid), let stat = ProcStat.read(pid: pid),
+                  stat.parent == me else { continue }
+            found.append(pid)
+        }
+        for pid in found {
+            _ = kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+        return found
+    }
+
+    /// Boot time on the realtime clock, to the microsecond: realtime minus the time since
+    /// boot (/proc/stat's btime is truncated to whole seconds, too coarse to match runs).
+    static func bootTimeNanoseconds() -> Int64? {
+        var real = timespec(), boot = timespec()
+        guard clock_gettime(CLOCK_REALTIME, &real) == 0, clock_gettime(CLOCK_BOOTTIME, &boot) == 0 else { return nil }
+        return (Int64(real.tv_sec) - Int64(boot.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(boot.tv_nsec)
+    }
+}
+
+/// The fields of /proc/PID/stat vigil needs.
+struct ProcStat {
+    var parent: Int32
+    var processGroup: Int32
+    var cpuTicks: UInt64
+    var startTicks: Int64
+
+    static func read(pid: Int32) -> ProcStat? {
+        guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        // After the command (which may hold spaces and parentheses): field 3 (state) on.
+        let f = text[text.index(after: close)...].split(separator: " ")
+        guard f.count > 20, let ppid = Int32(f[1]), let pgrp = Int32(f[2]), let utime = UInt64(f[11]),
+              let stime = UInt64(f[12]), let start = Int64(f[19]) else { return nil }
+        if f[0] == "Z" { return nil }
+        return ProcStat(parent: ppid, processGroup: pgrp, cpuTicks: utime + stime, startTicks: start)
+    }
+}
