@@ -66,7 +66,7 @@ public enum FrameError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .empty: "empty frame"
-        case .tooLarge(let n): "frame of \(n) bytes exceeds the \(Frame.maximumSize)-byte limit"
+        case .tooLarge(let n): n > Frame.maximumSize + 1 ? "frame of \(n) bytes exceeds the \(Frame.maximumSize)-byte limit" : "frame exceeds the \(Frame.maximumSize)-byte limit"
         case .unknownKind(let k): "unknown frame kind 0x\(String(k, radix: 16))"
         case .truncated(let k): "frame kind 0x\(String(k, radix: 16)) is truncated"
         case .trailingBytes(let k, let n): "frame kind 0x\(String(k, radix: 16)) has \(n) trailing bytes"

@@ -118,6 +118,13 @@ if arguments.isEmpty || arguments.contains("-h") || arguments.contains("--help")
 let paths = RuntimePaths.resolve(environment: environment)
 let command = arguments.removeFirst()
 
+/// Refuses options a command does not know, instead of silently ignoring a typo.
+func rejectUnknownOptions(_ arguments: [String], _ command: String, allowed: Set<String>) {
+    for a in arguments where a.hasPrefix("-") && !allowed.contains(a) {
+        fail("\(command): unknown option '\(a)'; `vigil --help` lists the options", code: ExitCode.usage)
+    }
+}
+
 func loadTopology(_ file: String) -> Topology {
     let loader = TopologyLoader(programSearchPath: [productsDirectory()])
     switch loader.load(path: file) {
@@ -145,6 +152,7 @@ func control(_ words: [String], timeout: Duration = .seconds(10)) -> Never {
 
 switch command {
 case "up":
+    rejectUnknownOptions(arguments, command, allowed: [])
     guard arguments.count == 1 else { fail("usage: vigil up FILE", code: ExitCode.usage) }
     let topology = loadTopology(arguments[0])
     let host: TreeHost
@@ -161,6 +169,7 @@ case "up":
     }
 
 case "check":
+    rejectUnknownOptions(arguments, command, allowed: [])
     guard arguments.count == 1 else { fail("usage: vigil check FILE", code: ExitCode.usage) }
     let topology = loadTopology(arguments[0])
     let tree = SupervisionTree(topology: topology)
@@ -168,9 +177,12 @@ case "check":
     writeStdout("\(arguments[0]): ok (\(tree.nodeIDs.count - workers) supervisors, \(workers) workers)\n")
 
 case "status":
+    rejectUnknownOptions(arguments, command, allowed: ["--json"])
+    guard arguments.allSatisfy({ $0 == "--json" }) else { fail("usage: vigil status [--json]", code: ExitCode.usage) }
     control(["status"] + arguments.filter { $0 == "--json" })
 
 case "stop", "start", "restart":
+    rejectUnknownOptions(arguments, command, allowed: ["--no-block"])
     let noBlock = arguments.contains("--no-block")
     arguments.removeAll { $0 == "--no-block" }
     guard arguments.count == 1 else { fail("usage: vigil \(command) [--no-block] NAME", code: ExitCode.usage) }
@@ -179,6 +191,10 @@ case "stop", "start", "restart":
     control([command, arguments[0]] + (noBlock ? ["--no-block"] : []), timeout: .seconds(600))
 
 case "kill":
+    if arguments.count == 2, arguments[1].hasPrefix("-"), let n = Int32(arguments[1].dropFirst()) {
+        arguments[1] = String(n)  // `kill NAME -9`, as kill(1) spells it
+    }
+    rejectUnknownOptions(arguments, command, allowed: [])
     guard arguments.count == 1 || arguments.count == 2 else { fail("usage: vigil kill NAME [SIGNAL]", code: ExitCode.usage) }
     if arguments.count == 2, SignalName.number(arguments[1]) == nil {
         fail("unknown signal '\(arguments[1])'; use a name like TERM, KILL, HUP, STOP or a number", code: ExitCode.usage)
@@ -191,12 +207,18 @@ case "events":
         guard let v = Int(n), v > 0 else { fail("-n needs a positive number", code: ExitCode.usage) }
         limit = v
     }
+    rejectUnknownOptions(arguments, command, allowed: [])
+    guard arguments.count <= 1 else { fail("usage: vigil events [-n N] [NAME]", code: ExitCode.usage) }
     let node = arguments.first
     do {
         let journal = try Journal(readOnlyPath: paths.journal)
-        writeStdout(EventsReport.text(try journal.events(limit: limit, node: node)))
+        let events = try journal.events(limit: limit, node: node)
+        if let node, events.isEmpty {
+            fail("no events for '\(node)' in \(paths.journal) (names are as `vigil status` shows them, e.g. strategy-runner.2)")
+        }
+        writeStdout(EventsReport.text(events))
     } catch {
-        fail("cannot read the journal at \(paths.journal): \(error)")
+        fail("cannot read the journal at \(paths.journal): \(JournalAdvice.explain(error))")
     }
 
 default:

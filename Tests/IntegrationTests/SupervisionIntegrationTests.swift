@@ -129,6 +129,23 @@ struct SupervisionIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    @Test func aStoppedProcessIsWokenToShutDownInsteadOfWaitingForSIGKILL() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: paused
+            argv: [WORKER]
+            shutdown: 10s
+        """)
+        let pid = v.waitFor("ready", v.allReady(["paused"]))["paused"]!.pid!
+        kill(pid, SIGSTOP)
+        let started = Date()
+        #expect(try v.control(["stop", "paused"]).ok)
+        #expect(Date().timeIntervalSince(started) < 5, "SIGCONT after SIGTERM lets it exit at once")
+        #expect(!processAlive(pid))
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func aKilledWorkersOwnChildIsKilledBeforeTheReplacementStarts() throws {
         let v = try VigilUnderTest("""
         name: t
@@ -389,6 +406,20 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: v.controlSocket))
         let (checkCode, _) = run(["check", v.topologyPath])
         #expect(checkCode == 2)
+    }
+
+    @Test func twoTreesCannotShareAStateDirectory() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: a
+            argv: [WORKER]
+        """)
+        v.waitFor("ready", v.allReady(["a"]))
+        let (code, out) = run(["up", v.topologyPath], env: ["VIGIL_RUNTIME_DIR": v.directory + "/other-run", "VIGIL_STATE_DIR": v.stateDirectory])
+        #expect(code == 1)
+        #expect(out.contains("uses the state directory"), "\(out)")
+        #expect(v.interrupt() == 0)
     }
 
     @Test func helpAndUnknownCommands() {

@@ -298,7 +298,7 @@ struct ControlSocketTests {
             Issue.record("no error without a socket")
         } catch {
             #expect(error.code == .notRunning)
-            #expect(error.message == "vigil is not running (no control socket at \(missing)); start it with: vigil up Topology/trading.yaml")
+            #expect(error.message == "vigil is not running (no control socket at \(missing)); start one with `vigil up FILE`, or point at the running one with --runtime-dir")
         }
 
         // A listener that never answers: the client gives up at its timeout.

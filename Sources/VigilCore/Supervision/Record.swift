@@ -12,8 +12,30 @@ public enum ProcessExit: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .exited(let c): "exit \(c)"
         case .signaled(let s): "signal \(SignalName.of(s))"
-        case .spawnFailed(let e): "spawn failed (errno \(e))"
+        case .spawnFailed(let e): "spawn failed: \(ErrnoName.describe(e))"
         }
+    }
+}
+
+/// What a failed exec means, in words an operator can act on (the core imports no libc).
+public enum ErrnoName {
+    static let known: [Int32: String] = [
+        1: "EPERM, operation not permitted",
+        2: "ENOENT, no such file or directory (the program, its #! interpreter, or working_directory)",
+        7: "E2BIG, argument list too long",
+        8: "ENOEXEC, exec format error (a script without a #! line?)",
+        12: "ENOMEM, out of memory",
+        13: "EACCES, permission denied (not executable, or a directory on the path is not searchable)",
+        20: "ENOTDIR, a component of the path is not a directory",
+        23: "ENFILE, too many open files in the system",
+        24: "EMFILE, vigil has too many open files",
+        26: "ETXTBSY, the program is being written",
+        40: "ELOOP, too many symbolic links",
+        11: "EAGAIN, process limit reached",
+    ]
+
+    public static func describe(_ errno: Int32) -> String {
+        known[errno].map { "\($0) (errno \(errno))" } ?? "errno \(errno)"
     }
 }
 

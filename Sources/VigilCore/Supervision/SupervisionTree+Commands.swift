@@ -34,6 +34,7 @@ extension SupervisionTree {
             }
             for id in down {
                 emit(.command, id, detail: "operator: start")
+                nodes[id.index].lastReason = "start by operator"
                 nodes[id.index].held = false
                 nodes[id.index].finished = false
                 nodes[id.index].consecutiveFailures = 0
@@ -55,6 +56,7 @@ extension SupervisionTree {
     private mutating func stop(_ id: NodeID, then cause: StopCause) {
         let verb = cause == .operatorStop ? "stop" : "restart"
         emit(.command, id, detail: "operator: \(verb)")
+        nodes[id.index].lastReason = "\(verb) by operator"
         let node = nodes[id.index]
         if node.isSupervisor {
             if node.state == .running {

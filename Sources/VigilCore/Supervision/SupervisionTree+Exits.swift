@@ -59,10 +59,12 @@ extension SupervisionTree {
         switch node.restartType {
         case .temporary:
             nodes[id.index].finished = true
+            nodes[id.index].lastReason = "\(reason); temporary, not restarted"
             emit(.notRestarted, id, detail: "temporary child exited (\(reason)); removed, never restarted")
             return
         case .transient where status == .exited(0):
             nodes[id.index].finished = true
+            nodes[id.index].lastReason = "exit 0; transient, completed"
             emit(.notRestarted, id, detail: "transient child exited normally")
             return
         case .transient, .permanent:

@@ -126,7 +126,7 @@ public struct SupervisionTree {
         case .spawned(let id, let inc, let pid): spawned(id, inc, pid)
         case .spawnFailed(let id, let inc, let errno):
             guard nodes[id.index].incarnation == inc else { break }
-            emit(.spawnFailed, id, detail: "could not start \(nodes[id.index].worker?.argv.first ?? "?") (errno \(errno))")
+            emit(.spawnFailed, id, detail: "could not start \(nodes[id.index].worker?.argv.first ?? "?"): \(ErrnoName.describe(errno))")
             exited(id, inc, .spawnFailed(errno))
         case .ready(let id, let inc): ready(id, inc)
         case .exited(let id, let inc, let status): exited(id, inc, status)

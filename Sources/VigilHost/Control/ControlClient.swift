@@ -75,7 +75,7 @@ public enum ControlClient {
                 continue
             case ENOENT:
                 throw ControlClientError(code: .notRunning, message:
-                    "vigil is not running (no control socket at \(path)); start it with: vigil up Topology/trading.yaml")
+                    "vigil is not running (no control socket at \(path)); start one with `vigil up FILE`, or point at the running one with --runtime-dir")
             case ECONNREFUSED:
                 throw ControlClientError(code: .staleSocket, message:
                     "vigil is not running (stale control socket at \(path): nothing is listening; the next `vigil up` replaces it)")

@@ -30,7 +30,7 @@ struct StatusReport {
 
     func text() -> String {
         var out = "\(treeName): \(summary); vigil pid \(vigilPID), up \(Self.age(uptime))\n\n"
-        let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "WHY RESTARTED", "WORKER STATUS"]
+        let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "REASON", "WORKER STATUS"]
         var table: [[String]] = [header]
         for row in rows {
             let s = row.status

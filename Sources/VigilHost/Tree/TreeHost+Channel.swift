@@ -32,7 +32,7 @@ extension TreeHost {
             let frame: Frame
             do {
                 // MSG_TRUNC makes recv report a frame's full length even when it did not fit.
-                if n > Frame.maximumSize { throw FrameError.tooLarge(n) }
+                if n > Frame.maximumSize { throw FrameError.tooLarge(n) } 
                 frame = try Frame(decoding: receiveBuffer[0..<n])
             } catch {
                 live[id] = child
@@ -48,7 +48,10 @@ extension TreeHost {
             case .heartbeat:
                 tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t))
             case .status(let text):
-                child.statusText = String(text.prefix(200))
+                // Shown in a terminal table: no escapes, no line breaks, bounded.
+                child.statusText = String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map {
+                    $0.properties.generalCategory == .control ? " " : $0
+                }))
             case .stopping:
                 child.statusText = "stopping"
             case .sample, .notice:

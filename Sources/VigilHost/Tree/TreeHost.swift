@@ -54,6 +54,8 @@ public final class TreeHost {
     /// One receive buffer for every channel: a frame is copied out before the next read.
     var receiveBuffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
     let startedAt: Int64
+    /// Held for vigil's lifetime: one tree per state directory (journal, trading data).
+    let stateLock: StateDirectoryLock
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -64,13 +66,14 @@ public final class TreeHost {
         } catch {
             throw HostError("cannot prepare runtime directories: \(error)")
         }
+        stateLock = try StateDirectoryLock(directory: configuration.paths.stateDirectory)
         do {
             // No automatic checkpoint: it would fsync inside whichever commit crosses the
             // threshold, possibly the one in front of a restart. The loop checkpoints
             // when it has nothing else to do (see `checkpointJournal`).
             journal = try Journal(path: configuration.paths.journal, autoCheckpointPages: 0)
         } catch {
-            throw HostError("cannot open the journal at \(configuration.paths.journal): \(error)")
+            throw HostError("cannot open the journal at \(configuration.paths.journal): \(JournalAdvice.explain(error))")
         }
         if let previous = try? journal.lastIncarnations() { tree.continueIncarnations(from: previous) }
         notifier = SystemdNotifier(environment: configuration.environment)
@@ -213,6 +216,9 @@ public final class TreeHost {
                 followUps.append(spawn(id, incarnation))
             case .signal(_, let pid, let signal):
                 _ = kill(-pid, signal)
+                // A stopped (SIGSTOP) process would sit on SIGTERM until the SIGKILL; wake it
+                // so it can shut down in order, as systemd does.
+                if signal == SIGTERM { _ = kill(-pid, SIGCONT) }
             case .treeReady:
                 _ = try? notifier.ready(status: tree.summary())
             case .treeFinished(let o):
