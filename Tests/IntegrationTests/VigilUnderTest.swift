@@ -152,31 +152,31 @@ func groupAlive(_ pgid: Int32) -> Bool {
     kill(-pgid, 0) == 0
 }
 
+/// State, parent and process group of a live process, from /proc/PID/stat (nil if gone).
+func procStat(_ pid: Int32) -> (state: Substring, parent: Int32, group: Int32)? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    let f = stat[stat.index(after: close)...].split(separator: " ")
+    guard f.count > 3, let parent = Int32(f[1]), let group = Int32(f[2]) else { return nil }
+    return (f[0], parent, group)
+}
+
+/// Every pid on the machine.
+func allPIDs() -> [Int32] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+}
+
 /// True while a process with this pid exists and is not a zombie.
 func processAlive(_ pid: Int32) -> Bool {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return false }
-    return !stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    procStat(pid).map { $0.state != "Z" } ?? false
 }
 
-/// Every live child of `parent` (from /proc).
+/// Every live child of `parent`.
 func childrenOf(_ parent: Int32) -> [Int32] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { Int32($0) }.filter { pid in
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 3 && Int32(fields[1]) == parent && fields[0] != "Z"
-    }
+    allPIDs().filter { procStat($0).map { $0.parent == parent && $0.state != "Z" } ?? false }
 }
 
-/// Every pid whose process group is `pgid` (from /proc).
+/// Every pid whose process group is `pgid`.
 func members(ofGroup pgid: Int32) -> [Int32] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { Int32($0) }.filter { pid in
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 3 && Int32(fields[2]) == pgid
-    }
+    allPIDs().filter { procStat($0)?.group == pgid }
 }
