@@ -107,7 +107,8 @@ for key in ["VIGIL_RUNTIME_DIR", "VIGIL_STATE_DIR"] {
     if let dir = environment[key], !dir.isEmpty, !dir.hasPrefix("/") {
         var buffer = [CChar](repeating: 0, count: 4096)
         guard getcwd(&buffer, buffer.count) != nil else { fail("cannot resolve \(key)=\(dir): no current directory") }
-        environment[key] = String(cString: buffer) + "/" + dir
+        let cwd = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        environment[key] = cwd + "/" + dir
     }
 }
 if arguments.isEmpty || arguments.contains("-h") || arguments.contains("--help") || arguments.first == "help" {

@@ -37,7 +37,7 @@ final class VigilUnderTest {
 
     /// Starts vigil; `environment` adds to (or overrides) the test process's own.
     func launch(_ arguments: [String], environment extra: [String: String] = [:]) throws {
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         process.executableURL = URL(fileURLWithPath: Self.vigil)
         process.arguments = arguments
