@@ -13,19 +13,38 @@ public enum Frame: Hashable, Sendable {
     case status(String)
     /// The worker is shutting down on purpose.
     case stopping
+    /// Opaque state to hand to the next incarnation (kept durably by vigil).
+    case checkpoint([UInt8])
+    /// The guardian's answer to a `restartRequest`.
+    case verdict(requestID: UInt64, Verdict)
+    /// The guardian orders the tree into or out of safe mode, or to liquidate.
+    case guardianOrder(GuardianOrder)
+    /// A fact for vigil's journal (for example each liquidation step, final positions).
+    case report(key: String, text: String)
 
     // Vigil -> worker.
     /// A resource sample of one worker, sent to workers with role `predictor`.
     case sample(WorkerSample)
     /// A tree-level notice for every worker (for example `safe_mode` = `on`).
     case notice(key: String, value: String)
+    /// Always the first frame vigil sends a new incarnation: the last checkpoint of this
+    /// child, or nil when there is none. Sent before the worker can report READY.
+    case restore([UInt8]?)
+    /// To the guardian: may this guarded child be restarted?
+    case restartRequest(RestartRequest)
+    /// Planned handoff: send a fresh checkpoint now.
+    case checkpointRequest
+    /// The last checkpoint was not kept (too large, malformed); the previous one stands.
+    case checkpointRefused(reason: String)
 
     /// The largest frame either side sends or accepts. Large state goes through a memfd.
     public static let maximumSize = 16 * 1024
 
     enum Kind: UInt8 {
         case ready = 1, heartbeat = 2, status = 3, stopping = 4
-        case sample = 0x11, notice = 0x12
+        case checkpoint = 5, verdict = 6, guardianOrder = 7, report = 8
+        case sample = 0x11, notice = 0x12, restore = 0x13, restartRequest = 0x14
+        case checkpointRequest = 0x15, checkpointRefused = 0x16
     }
 }
 
@@ -99,6 +118,36 @@ extension Frame {
             w.byte(Kind.notice.rawValue)
             try w.string(key)
             try w.string(value)
+        case .checkpoint(let bytes):
+            w.byte(Kind.checkpoint.rawValue)
+            w.bytes.append(contentsOf: bytes)
+        case .verdict(let id, let verdict):
+            w.byte(Kind.verdict.rawValue)
+            w.integer(id)
+            try verdict.write(to: &w)
+        case .guardianOrder(let order):
+            w.byte(Kind.guardianOrder.rawValue)
+            try order.write(to: &w)
+        case .report(let key, let text):
+            w.byte(Kind.report.rawValue)
+            try w.string(key)
+            try w.string(text)
+        case .restore(let state):
+            w.byte(Kind.restore.rawValue)
+            w.byte(state == nil ? 0 : 1)
+            w.bytes.append(contentsOf: state ?? [])
+        case .restartRequest(let r):
+            w.byte(Kind.restartRequest.rawValue)
+            w.integer(r.id)
+            try w.string(r.child)
+            try w.string(r.reason)
+            w.integer(r.recentRestarts)
+            w.integer(r.incarnation)
+        case .checkpointRequest:
+            w.byte(Kind.checkpointRequest.rawValue)
+        case .checkpointRefused(let reason):
+            w.byte(Kind.checkpointRefused.rawValue)
+            try w.string(reason)
         }
         guard w.bytes.count <= Frame.maximumSize else { throw .tooLarge(w.bytes.count) }
         return w.bytes
@@ -127,6 +176,34 @@ extension Frame {
             let key = try r.string(kind: raw)
             let value = try r.string(kind: raw)
             self = .notice(key: key, value: value)
+        case .checkpoint:
+            self = .checkpoint(r.rest())
+        case .verdict:
+            guard let id: UInt64 = r.integer() else { throw .truncated(kind: raw) }
+            self = .verdict(requestID: id, try Verdict.read(from: &r, kind: raw))
+        case .guardianOrder:
+            self = .guardianOrder(try GuardianOrder.read(from: &r, kind: raw))
+        case .report:
+            let key = try r.string(kind: raw)
+            let text = try r.string(kind: raw)
+            self = .report(key: key, text: text)
+        case .restore:
+            guard let flag = r.byte(), flag <= 1 else { throw .truncated(kind: raw) }
+            if flag == 0 {
+                self = .restore(nil)
+            } else {
+                self = .restore(r.rest())
+            }
+        case .restartRequest:
+            guard let id: UInt64 = r.integer() else { throw .truncated(kind: raw) }
+            let child = try r.string(kind: raw)
+            let reason = try r.string(kind: raw)
+            guard let recent: UInt32 = r.integer(), let inc: UInt64 = r.integer() else { throw .truncated(kind: raw) }
+            self = .restartRequest(RestartRequest(id: id, child: child, reason: reason, recentRestarts: recent, incarnation: inc))
+        case .checkpointRequest:
+            self = .checkpointRequest
+        case .checkpointRefused:
+            self = .checkpointRefused(reason: try r.string(kind: raw))
         }
         guard r.remaining == 0 else { throw .trailingBytes(kind: raw, count: r.remaining) }
     }
@@ -170,6 +247,12 @@ struct FrameReader {
         for i in 0..<size { value |= T(bytes[offset + i]) << (8 * i) }
         offset += size
         return value
+    }
+
+    /// Everything not read yet (for payloads that run to the end of the frame).
+    mutating func rest() -> [UInt8] {
+        defer { offset = bytes.count }
+        return Array(bytes[offset...])
     }
 
     mutating func string(kind: UInt8) throws(FrameError) -> String {
