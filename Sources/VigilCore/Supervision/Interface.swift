@@ -28,6 +28,45 @@ public enum Event: Hashable, Sendable {
     case shutdown
     /// Stop now: SIGKILL every process group still alive (a second SIGINT).
     case forceShutdown
+    /// The guardian answered restart question `id`.
+    case verdict(id: UInt64, GuardianVerdict)
+    /// The guardian (the worker `from`) orders something on its own.
+    case guardianOrder(from: NodeID, GuardianOrderKind)
+}
+
+/// The guardian's answer to "may this guarded child be restarted?".
+public enum GuardianVerdict: Hashable, Sendable {
+    case allow
+    case deny(String)
+    case delay(Duration, String)
+    case safeMode(String)
+    case liquidate(String)
+}
+
+/// What the guardian may order unasked.
+public enum GuardianOrderKind: Hashable, Sendable {
+    case safeModeOn(String)
+    case safeModeOff(String)
+    case liquidate(String)
+}
+
+/// The question put to the guardian about one guarded child.
+public struct GuardianQuestion: Hashable, Sendable {
+    public var id: UInt64
+    public var child: String
+    public var reason: String
+    /// Restarts of the child within its supervisor's intensity period.
+    public var recentRestarts: Int
+    public var incarnation: UInt64
+}
+
+/// The tree's safe mode: guarded children are not restarted, workers marked
+/// `safe_mode: stop` are stopped, every worker is told.
+public struct SafeModeState: Hashable, Sendable {
+    public var reason: String
+    public var by: String
+    public var since: Instant
+    public var liquidating: Bool
 }
 
 /// An operator command from the control socket.
@@ -66,6 +105,10 @@ public enum Effect: Hashable, Sendable {
     case spawn(NodeID, incarnation: UInt64)
     /// Send `signal` to the process group led by `pid`.
     case signal(NodeID, pid: Int32, signal: Int32)
+    /// Ask the guardian (a worker with role guardian) about a guarded child.
+    case askGuardian(NodeID, GuardianQuestion)
+    /// Tell every live worker (safe mode on/off, liquidate).
+    case broadcast(key: String, value: String)
     /// Every child is READY for the first time (sd_notify READY=1).
     case treeReady
     /// The tree is down: vigil exits (0 for `.stopped`, non-zero for `.failed`).

@@ -30,6 +30,8 @@ enum NodeState: Hashable, Sendable {
     case running
     /// Signalled (or terminating its children), waiting for the exit.
     case stopping(StopCause)
+    /// Down, waiting for the guardian's verdict on question `id` before a restart.
+    case awaitingGuardian(UInt64)
     /// Down, and not started by itself: held by an operator, finished, or stopped by a plan
     /// whose continuation has not run yet.
     case stopped
@@ -96,6 +98,9 @@ struct Node: Sendable {
     var held = false
     /// Exited and, by its restart type, not restarted (temporary, or transient exit 0).
     var finished = false
+    /// Down because of safe mode (stopped by it, or a guarded restart it refused): started
+    /// again when safe mode ends.
+    var downForSafeMode = false
 
     // Supervisors only.
     var window = RestartWindow()
@@ -126,7 +131,7 @@ struct Node: Sendable {
     var isAlive: Bool {
         switch state {
         case .spawning, .starting, .running, .stopping: true
-        case .idle, .backoff, .stopped: false
+        case .idle, .backoff, .stopped, .awaitingGuardian: false
         }
     }
 }

@@ -100,6 +100,18 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case command
     /// A child sent no heartbeat within its watchdog: hung; its group is killed.
     case watchdog
+    /// The guardian was asked whether a guarded child may be restarted.
+    case guardianAsked = "guardian_asked"
+    /// The guardian's verdict (or the fail-safe when it gave none), and what was done.
+    case verdict
+    /// The tree entered or left safe mode.
+    case safeMode = "safe_mode"
+    /// Liquidation was ordered, or a gateway reported a step of it.
+    case liquidation
+    /// A checkpoint was refused (too large, malformed); the previous one stands.
+    case checkpointRefused = "checkpoint_refused"
+    /// A fact a worker reported for the journal.
+    case report
     /// A child broke the protocol (garbage frames, flooding) and is cut off.
     case protocolViolation = "protocol_violation"
 }

@@ -28,6 +28,9 @@ extension SupervisionTree {
         case .restart:
             for id in ids { stop(id, then: .operatorRestart) }
         case .start:
+            if safeModeState != nil, let g = ids.first(where: { nodes[$0.index].worker?.guarded == true }) {
+                return .failure(CommandError("\(nodes[g.index].name) is guarded and the tree is in safe mode; leave it first: vigil safe-mode off"))
+            }
             let down = ids.filter { nodes[$0.index].state == .stopped }
             guard !down.isEmpty else {
                 return .failure(CommandError("\(name) is not stopped (it is \(stateText(ids[0])))"))
@@ -74,7 +77,7 @@ extension SupervisionTree {
             signalTermination(id)
         case .spawning, .stopping:
             nodes[id.index].state = .stopping(cause)
-        case .idle, .backoff, .stopped:
+        case .idle, .backoff, .stopped, .awaitingGuardian:
             nodes[id.index].held = cause == .operatorStop
             nodes[id.index].finished = false
             nodes[id.index].state = cause == .operatorStop ? .stopped : .idle

@@ -91,9 +91,21 @@ extension SupervisionTree {
         let children = supervisor.children
         let position = children.firstIndex(of: id)!
 
+        let guardedIDs = Set(children.filter { nodes[$0.index].worker?.guarded == true })
+        func guarded(_ ids: [NodeID]) -> Bool { ids.contains { guardedIDs.contains($0) } }
         switch spec.strategy {
+        case .oneForOne where guarded([id]):
+            requestGuardedRestart(id, reason: reason, restart: .single(id, delay: delay, reason: reason))
         case .oneForOne:
             scheduleRestart(id, delay: delay, reason: reason)
+        case .restForOne where guarded(Array(children[position...])):
+            let rest = Array(children[(position + 1)...])
+            requestGuardedRestart(id, reason: reason, restart: .cascade(supervisor: parentID, terminating: rest,
+                                                                         restarting: [id] + rest, delay: delay))
+        case .oneForAll where guarded(children):
+            let others = children.filter { $0 != id }
+            requestGuardedRestart(id, reason: reason, restart: .cascade(supervisor: parentID, terminating: others,
+                                                                         restarting: children, delay: delay))
         case .restForOne:
             let rest = Array(children[(position + 1)...])
             let names = rest.map { nodes[$0.index].name }
@@ -218,7 +230,7 @@ extension SupervisionTree {
             nodes[id.index].state = .stopping(.plan)
         case .stopping:
             break
-        case .idle, .backoff:
+        case .idle, .backoff, .awaitingGuardian:
             nodes[id.index].state = .stopped
         case .stopped:
             break
@@ -271,6 +283,10 @@ extension SupervisionTree {
         case .fail(let why):
             nodes[id.index].deferred = []
             if nodes[id.index].parent == nil {
+                if safeModeState == nil {
+                    safeModeState = SafeModeState(reason: why, by: "vigil (root intensity)", since: now, liquidating: false)
+                    emit(.safeMode, id, detail: "entered: the root supervisor failed; the tree stops")
+                }
                 outcome = .failed(why)
                 nodes[id.index].state = .stopped
                 emit(.treeFailed, id, detail: why)

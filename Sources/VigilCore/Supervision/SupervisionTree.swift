@@ -21,6 +21,9 @@ public struct SupervisionTree {
     public internal(set) var isShuttingDown = false
     public internal(set) var outcome: TreeOutcome?
     var readyAnnounced = false
+    var safeModeState: SafeModeState?
+    var pendingQuestions: [UInt64: PendingQuestion] = [:]
+    var nextQuestion: UInt64 = 0
 
     public let settings: TreeSettings
     public var root: NodeID { NodeID(0) }
@@ -152,6 +155,8 @@ public struct SupervisionTree {
             if nodes[0].plan == nil && nodes[0].state != .stopped {
                 terminateSupervisor(root, then: .stopSelf(thenIdle: false))
             }
+        case .verdict(let id, let v): verdict(id, v)
+        case .guardianOrder(let from, let order): guardianOrder(from: from, order)
         }
         return finish()
     }
@@ -230,6 +235,8 @@ public struct SupervisionTree {
             case .backoff(let id):
                 guard case .backoff(let until) = nodes[id.index].state, until <= now else { continue }
                 nodes[id.index].state = .idle
+            case .guardianTimeout(let id):
+                guardianTimedOut(id)
             case .watchdog(let id, let inc):
                 let n = nodes[id.index]
                 guard n.incarnation == inc, n.state == .running, let limit = n.worker?.watchdog,

@@ -6,6 +6,7 @@ enum TimerPurpose: Hashable, Sendable {
     case shutdownTimeout(NodeID, incarnation: UInt64)
     case backoff(NodeID)
     case watchdog(NodeID, incarnation: UInt64)
+    case guardianTimeout(UInt64)
 }
 
 /// A binary min-heap of deadlines: O(log n) per timer however many children the tree has.

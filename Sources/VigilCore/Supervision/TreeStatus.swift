@@ -48,6 +48,7 @@ extension SupervisionTree {
         if down > 0 { parts.append("\(down) stopped") }
         parts.append("\(restarts) restarts")
         if isShuttingDown { parts.insert("stopping", at: 0) }
+        if let s = safeModeState { parts.insert(s.liquidating ? "SAFE MODE, LIQUIDATING" : "SAFE MODE", at: 0) }
         return parts.joined(separator: ", ")
     }
 
@@ -64,8 +65,10 @@ extension SupervisionTree {
         case .starting: return "starting"
         case .running: return n.isSupervisor ? "running" : "ready"
         case .stopping: return "stopping"
+        case .awaitingGuardian: return "awaiting guardian"
         case .stopped:
-            if n.held { return "stopped (operator)" }
+            if n.downForSafeMode { return "stopped (safe mode)" }
+            if n.held { return n.lastReason?.hasPrefix("denied") == true ? "stopped (denied)" : "stopped (operator)" }
             if n.finished { return n.restartType == .temporary ? "exited (temporary)" : "completed" }
             return "stopped"
         }

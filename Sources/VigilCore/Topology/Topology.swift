@@ -101,6 +101,17 @@ public enum WorkerRole: String, Sendable, CaseIterable {
     case guardian
     /// Receives per-worker resource samples (RSS, CPU, restarts) from vigil.
     case predictor
+    /// An exchange gateway: told to go cancel-only in safe mode and to flatten positions
+    /// on liquidation.
+    case gateway
+}
+
+/// What safe mode does to a worker.
+public enum SafeModeAction: String, Sendable, CaseIterable {
+    /// Keep running (it is told, and must behave: a gateway goes cancel-only).
+    case keep
+    /// Stop it while the tree is in safe mode; start it again when safe mode ends.
+    case stop
 }
 
 /// How vigil learns that a worker is READY.
@@ -142,6 +153,11 @@ public struct WorkerSpec: Hashable, Sendable {
     /// No heartbeat for this long after READY means hung: the group is killed and the
     /// worker restarted (systemd's WatchdogSec). nil: no watchdog.
     public var watchdog: Duration?
+    /// Restarted only with the guardian's consent (strategy runners, gateways).
+    public var guarded: Bool
+    public var safeMode: SafeModeAction
+    /// Largest checkpoint vigil keeps for it, in bytes.
+    public var maxCheckpointBytes: Int
     public var location: SourceLocation
 
     public init(name: String, argv: [String], env: [String: String] = [:],
@@ -149,7 +165,8 @@ public struct WorkerSpec: Hashable, Sendable {
                 shutdown: Shutdown = .timeout(.seconds(5)), dependsOn: [Dependency] = [],
                 readyTimeout: Duration = .seconds(10), backoff: BackoffPolicy = BackoffPolicy(),
                 instances: Int = 1, role: WorkerRole? = nil, readiness: Readiness = .channel,
-                watchdog: Duration? = nil, location: SourceLocation = .none) {
+                watchdog: Duration? = nil, guarded: Bool = false, safeMode: SafeModeAction = .keep,
+                maxCheckpointBytes: Int = 8192, location: SourceLocation = .none) {
         self.name = name
         self.argv = argv
         self.env = env
@@ -163,6 +180,9 @@ public struct WorkerSpec: Hashable, Sendable {
         self.role = role
         self.readiness = readiness
         self.watchdog = watchdog
+        self.guarded = guarded
+        self.safeMode = safeMode
+        self.maxCheckpointBytes = maxCheckpointBytes
         self.location = location
     }
 }
@@ -217,9 +237,14 @@ public struct TreeSettings: Hashable, Sendable {
     /// How often vigil samples RSS/CPU of every worker for the `predictor` role.
     public var sampleInterval: Duration
 
-    public init(heartbeatInterval: Duration = .seconds(1), sampleInterval: Duration = .seconds(5)) {
+    /// How long vigil waits for the guardian's verdict before the fail-safe (safe mode).
+    public var guardianTimeout: Duration
+
+    public init(heartbeatInterval: Duration = .seconds(1), sampleInterval: Duration = .seconds(5),
+                guardianTimeout: Duration = .seconds(2)) {
         self.heartbeatInterval = heartbeatInterval
         self.sampleInterval = sampleInterval
+        self.guardianTimeout = guardianTimeout
     }
 }
 

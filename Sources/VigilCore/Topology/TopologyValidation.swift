@@ -150,6 +150,19 @@ extension TopologyValidator {
             var cursor = 0
             walk(.supervisor(topology.root), cursor: &cursor, guardian: &guardian)
             checkDependencies()
+            if guardian == nil {
+                for case .worker(let w) in allChildren(topology.root) where w.guarded {
+                    report(w.location, "worker '\(w.name)' is guarded but no worker has role: guardian, so it could never be restarted (every restart would put the tree in safe mode); add a guardian or drop guarded",
+                           spec: w.location, field: "guarded")
+                }
+            }
+        }
+
+        func allChildren(_ s: SupervisorSpec) -> [ChildSpec] {
+            s.children.flatMap { c -> [ChildSpec] in
+                if case .supervisor(let inner) = c { return [c] + allChildren(inner) }
+                return [c]
+            }
         }
 
         // MARK: Flattening
@@ -255,6 +268,10 @@ extension TopologyValidator {
             if w.instances < 1 || w.instances > TopologyValidator.maxInstances {
                 report(loc, "instances must be between 1 and \(TopologyValidator.maxInstances), got \(w.instances)",
                        spec: loc, field: "instances")
+            }
+            if w.maxCheckpointBytes < 0 || w.maxCheckpointBytes > 16_000 {
+                report(loc, "max_checkpoint_bytes must be between 0 and 16000 (a checkpoint travels in one frame), got \(w.maxCheckpointBytes)",
+                       spec: loc, field: "max_checkpoint_bytes")
             }
             if let d = w.watchdog, d <= .zero {
                 report(loc, "watchdog must be longer than 0s, got \(d.topologyText) (leave it out for no watchdog)",
