@@ -21,6 +21,22 @@ public struct Position: Hashable, Sendable {
 
     public init(instrument: Instrument) { self.instrument = instrument }
 
+    /// A position exactly as it was (restored from a checkpoint). Returns nil for a state
+    /// `apply` could never produce: a negative average, a flat position with an average, an
+    /// open one without, or a negative fill count.
+    public init?(instrument: Instrument, netQuantity: Quantity, averagePrice: Price, realisedPnL: Price,
+                 lastFillPrice: Price?, fillCount: Int) {
+        guard averagePrice.micros >= 0, fillCount >= 0, (netQuantity == 0) == (averagePrice.micros == 0),
+              lastFillPrice.map({ $0.micros > 0 }) ?? true, netQuantity == 0 || fillCount > 0
+        else { return nil }
+        self.instrument = instrument
+        self.netQuantity = netQuantity
+        self.averagePrice = averagePrice
+        self.realisedPnL = realisedPnL
+        self.lastFillPrice = lastFillPrice
+        self.fillCount = fillCount
+    }
+
     /// Applies one fill. Throws if the fill is for another instrument.
     public mutating func apply(_ fill: Fill) throws(TradingError) {
         guard fill.instrument == instrument else {
@@ -78,6 +94,30 @@ public struct Portfolio: Hashable, Sendable {
     public private(set) var positions: [Instrument: Position] = [:]
 
     public init() {}
+
+    /// A portfolio of restored positions (one per instrument; flat ones are kept too).
+    public init(positions: [Position]) {
+        for p in positions { self.positions[p.instrument] = p }
+    }
+
+    /// The portfolio built by applying `fills` in order.
+    public init(fills: some Sequence<Fill>) {
+        for f in fills { apply(f) }
+    }
+
+    /// Net quantity per instrument, leaving out flat ones.
+    public var netQuantities: [Instrument: Quantity] {
+        positions.compactMapValues { $0.netQuantity == 0 ? nil : $0.netQuantity }
+    }
+
+    /// Realised plus unrealised P&L at `marks` (the last fill price where an instrument has
+    /// no mark).
+    public func equity(marks: [Instrument: Price]) -> Price {
+        positions.values.reduce(.zero) { total, p in
+            let mark = marks[p.instrument] ?? p.lastFillPrice
+            return total + p.realisedPnL + (mark.map { p.unrealisedPnL(at: $0) } ?? .zero)
+        }
+    }
 
     public mutating func apply(_ fill: Fill) {
         var position = positions[fill.instrument] ?? Position(instrument: fill.instrument)

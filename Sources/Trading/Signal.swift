@@ -45,6 +45,25 @@ public struct MovingAverageCrossover: Sendable {
         return (Price(micros: Int64(shortSum / Int128(shortWindow))), Price(micros: Int64(longSum / Int128(longWindow))))
     }
 
+    /// The prices in the window, oldest first (at most `longWindow`): with `relation`, the
+    /// whole state, so a checkpoint can carry the indicator across restarts.
+    public var window: [Price] {
+        (0..<count).map { k in Price(micros: ring[(next - count + k + longWindow) % longWindow]) }
+    }
+
+    /// +1 when the short average was last above the long one, -1 below, 0 not yet known.
+    public var lastRelation: Int { relation }
+
+    /// An indicator exactly as `window` and `lastRelation` describe it. Throws on bad
+    /// windows; returns nil if the window is longer than `longWindow` or the relation is
+    /// not -1, 0 or 1.
+    public init?(shortWindow: Int, longWindow: Int, window: [Price], lastRelation: Int) throws(ConfigurationError) {
+        try self.init(shortWindow: shortWindow, longWindow: longWindow)
+        guard window.count <= longWindow, (-1...1).contains(lastRelation) else { return nil }
+        for p in window { _ = update(p) }
+        relation = lastRelation
+    }
+
     /// Feeds one price; returns a signal when the averages cross.
     public mutating func update(_ price: Price) -> Signal? {
         let v = price.micros

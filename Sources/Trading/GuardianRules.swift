@@ -1,0 +1,158 @@
+/// The risk guardian's rules as pure functions: what to answer vigil's restart requests,
+/// and what to order on its own. Times are nanoseconds on any monotonic clock.
+
+/// The guardian's answer to "may this child be restarted?", independent of the wire.
+public enum GuardianDecision: Hashable, Sendable {
+    case allow
+    case deny(reason: String)
+    case safeMode(reason: String)
+    case liquidate(reason: String)
+}
+
+/// What the guardian orders on its own.
+public enum GuardianAction: Hashable, Sendable {
+    case safeModeOn(reason: String)
+    case safeModeOff(reason: String)
+    case liquidate(reason: String)
+}
+
+/// The risk picture at one moment, from the fills and the last prices.
+public struct RiskSnapshot: Hashable, Sendable {
+    public var breaches: [ExposureLimits.Breach]
+    /// Realised + unrealised P&L now.
+    public var equity: Price
+    /// Whether any position is open.
+    public var hasOpenPositions: Bool
+
+    public init(breaches: [ExposureLimits.Breach], equity: Price, hasOpenPositions: Bool) {
+        self.breaches = breaches
+        self.equity = equity
+        self.hasOpenPositions = hasOpenPositions
+    }
+}
+
+/// The rules from the topology's flags.
+public struct GuardianRules: Hashable, Sendable {
+    /// Largest allowed fall of equity from its peak (nil: no drawdown rule).
+    public var maxDrawdown: Price?
+    /// Restarts allowed per child within `restartWindowNs` (nil: no restart-rate rule).
+    public var maxRestartsPerChild: Int?
+    public var restartWindowNs: Int64
+    /// How long exposure must stay within limits before safe mode is lifted.
+    public var allClearNs: Int64
+
+    public init(maxDrawdown: Price?, maxRestartsPerChild: Int?, restartWindowNs: Int64, allClearNs: Int64) {
+        self.maxDrawdown = maxDrawdown
+        self.maxRestartsPerChild = maxRestartsPerChild
+        self.restartWindowNs = restartWindowNs
+        self.allClearNs = allClearNs
+    }
+}
+
+/// The guardian's memory: restart times per child, the equity peak, what it has ordered.
+public struct GuardianState: Hashable, Sendable {
+    public let rules: GuardianRules
+    /// Times of the restarts allowed per child, oldest first, within the window.
+    public private(set) var restarts: [String: [Int64]] = [:]
+    /// Highest equity seen since the last liquidation (or start).
+    public private(set) var peakEquity: Price?
+    /// Whether this guardian has ordered safe mode and not lifted it.
+    public private(set) var safeModeOrdered = false
+    /// Whether a liquidation was ordered and positions are not flat yet.
+    public private(set) var liquidationOrdered = false
+    /// Since when exposure has been within limits (nil: breached now).
+    public private(set) var withinLimitsSince: Int64?
+    /// The last snapshot observed.
+    public private(set) var last: RiskSnapshot?
+
+    public init(rules: GuardianRules) { self.rules = rules }
+
+    /// Equity below peak now (zero when at or above it).
+    public var drawdown: Price {
+        guard let peak = peakEquity, let e = last?.equity, e < peak else { return .zero }
+        return peak - e
+    }
+
+    public var drawdownBreached: Bool {
+        guard let limit = rules.maxDrawdown else { return false }
+        return drawdown > limit
+    }
+
+    /// Takes in a new snapshot and returns what to order, at most one action per kind, in
+    /// order: liquidation first (it implies safe mode), then safe mode on or off.
+    public mutating func observe(_ s: RiskSnapshot, at now: Int64) -> [GuardianAction] {
+        last = s
+        if liquidationOrdered && !s.hasOpenPositions {
+            // Flat after a liquidation: the loss is realised; measure drawdown afresh.
+            liquidationOrdered = false
+            peakEquity = s.equity
+        }
+        if peakEquity.map({ s.equity > $0 }) ?? true { peakEquity = s.equity }
+        var actions: [GuardianAction] = []
+        if drawdownBreached && s.hasOpenPositions && !liquidationOrdered {
+            liquidationOrdered = true
+            actions.append(.liquidate(reason: "drawdown \(drawdown) exceeds \(rules.maxDrawdown!)"))
+        }
+        if s.breaches.isEmpty {
+            if withinLimitsSince == nil { withinLimitsSince = now }
+            if safeModeOrdered && !liquidationOrdered && now - withinLimitsSince! >= rules.allClearNs {
+                safeModeOrdered = false
+                actions.append(.safeModeOff(reason: "exposure within limits for \(Duration.nanoseconds(rules.allClearNs))"))
+            }
+        } else {
+            withinLimitsSince = nil
+            if !safeModeOrdered {
+                safeModeOrdered = true
+                actions.append(.safeModeOn(reason: s.breaches.map(\.description).joined(separator: "; ")))
+            }
+        }
+        return actions
+    }
+
+    /// Answers a restart request for `child` at `now`, and remembers an allowed restart.
+    /// Drawdown beats exposure beats the restart rate.
+    public mutating func decide(restartOf child: String, at now: Int64) -> GuardianDecision {
+        if drawdownBreached {
+            return .liquidate(reason: "drawdown \(drawdown) exceeds \(rules.maxDrawdown!)")
+        }
+        if let s = last, !s.breaches.isEmpty {
+            return .safeMode(reason: s.breaches.map(\.description).joined(separator: "; "))
+        }
+        var times = (restarts[child] ?? []).filter { now - $0 < rules.restartWindowNs }
+        if let limit = rules.maxRestartsPerChild, times.count >= limit {
+            restarts[child] = times
+            return .deny(reason: "\(child) restarted \(times.count) times within \(Duration.nanoseconds(rules.restartWindowNs)) (limit \(limit))")
+        }
+        times.append(now)
+        restarts[child] = times
+        return .allow
+    }
+}
+
+// MARK: - Liquidation
+
+/// The market orders that flatten `nets` (net quantity per instrument), by symbol, with
+/// client order ids `liquidation.<liquidation>.<step>` numbered from `firstStep`. Flat
+/// instruments get no order; a position larger than one order may carry takes several.
+public func liquidationOrders(nets: [Instrument: Quantity], liquidation: Int64, firstStep: Int) -> [Order] {
+    var orders: [Order] = []
+    var step = firstStep
+    for (instrument, net) in nets.sorted(by: { $0.key < $1.key }) where net != 0 {
+        var remaining = net.magnitude
+        while remaining > 0 {
+            let q = min(remaining, UInt64(Order.maximumQuantity))
+            remaining -= q
+            let id = try! ClientOrderID("liquidation.\(liquidation).\(step)")  // digits and dots
+            orders.append(try! Order(clientOrderID: id, instrument: instrument, side: net > 0 ? .sell : .buy, quantity: Int64(q)))
+            step += 1
+        }
+    }
+    return orders
+}
+
+/// Net quantity per instrument over `fills` (flat instruments left out).
+public func netQuantities(_ fills: some Sequence<Fill>) -> [Instrument: Quantity] {
+    var out: [Instrument: Quantity] = [:]
+    for f in fills { out[f.instrument, default: 0] = out[f.instrument, default: 0].saturatingAdd(f.signedQuantity) }
+    return out.filter { $0.value != 0 }
+}
