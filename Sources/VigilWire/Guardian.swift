@@ -46,7 +46,14 @@ public enum Verdict: Hashable, Sendable {
     static func read(from r: inout FrameReader, kind: UInt8) throws(FrameError) -> Verdict {
         guard let tag = r.byte() else { throw .truncated(kind: kind) }
         switch tag {
-        case 1: _ = try r.string(kind: kind); return .allow
+        case 1:
+            // `.allow` is written with an empty reason. A non-empty one is refused, so a
+            // verdict has one spelling (decode then encode gives back the same bytes).
+            guard let length: UInt16 = r.integer() else { throw .truncated(kind: kind) }
+            guard length == 0 else {
+                throw Int(length) > r.remaining ? .truncated(kind: kind) : .trailingBytes(kind: kind, count: r.remaining)
+            }
+            return .allow
         case 2: return .deny(reason: try r.string(kind: kind))
         case 3:
             guard let ms: UInt32 = r.integer() else { throw .truncated(kind: kind) }
