@@ -263,3 +263,26 @@ struct FrameReader {
         return s
     }
 }
+
+extension Frame {
+    /// The frame's kind in words for logs and errors (a notice with its key and value, a
+    /// request with its id; never a state or text payload).
+    public var kindName: String {
+        switch self {
+        case .ready: "ready"
+        case .heartbeat: "heartbeat"
+        case .status: "status"
+        case .stopping: "stopping"
+        case .checkpoint: "checkpoint"
+        case .verdict: "verdict"
+        case .guardianOrder: "guardian order"
+        case .report: "report"
+        case .sample: "sample"
+        case .notice(let key, let value): "notice \(key)=\(value)"
+        case .restore: "restore"
+        case .restartRequest(let r): "restart request #\(r.id) for \(r.child)"
+        case .checkpointRequest: "checkpoint request"
+        case .checkpointRefused: "checkpoint refused"
+        }
+    }
+}

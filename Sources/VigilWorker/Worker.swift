@@ -18,6 +18,18 @@ import Synchronization
 /// frames from vigil, and exits the process with status 70 as soon as the channel closes:
 /// a worker never outlives vigil.
 ///
+/// State handoff: vigil's first frame to a new incarnation is always `.restore`, the last
+/// checkpoint of this child (or none). `connect()` waits for it (at most
+/// `restoreTimeout`), so `restoredState` is known before the worker initialises. The worker
+/// sends checkpoints with `checkpoint(_:)` whenever its state changes materially, and
+/// answers vigil's `.checkpointRequest` (a planned handoff) through `onCheckpointRequest`.
+///
+/// Frames from vigil are handled on the channel thread, one at a time. A frame goes to its
+/// specific handler when one is set (`onCheckpointRequest`, `onRestartRequest`, `onNotice`,
+/// `onCheckpointRefused`), and to `onMessage` otherwise, so a worker written against
+/// `onMessage` alone still sees every frame. Set handlers before `ready()`: vigil may
+/// send requests as soon as the worker is READY.
+///
 /// Every method is thread-safe. Deliberately free of Foundation: it costs every restart
 /// milliseconds of dynamic loading.
 public final class Worker: Sendable {
@@ -34,6 +46,11 @@ public final class Worker: Sendable {
     public static let channelClosedExitCode: Int32 = 70
     /// Exit status when the environment is unusable (EX_CONFIG).
     public static let badEnvironmentExitCode: Int32 = 78
+    /// How long `connect()` waits for vigil's `.restore` frame.
+    public static let restoreTimeout: Duration = .seconds(2)
+    /// The largest state `checkpoint(_:)` can send: one frame, less its kind byte. vigil
+    /// may keep a lower limit per worker (`max_checkpoint_bytes`) and refuse larger ones.
+    public static let maximumCheckpointSize = Frame.maximumSize - 1
 
     /// The name in the tree (`VIGIL_NAME`), or the executable's name when standalone.
     public let name: String
@@ -48,10 +65,35 @@ public final class Worker: Sendable {
     public let stateDirectory: String?
     /// The channel to vigil, or -1 when standalone.
     public let channelFD: Int32
+    /// The state the previous incarnation checkpointed, as vigil handed it over in its
+    /// first frame. nil when there is no checkpoint, when standalone, or when no `.restore`
+    /// came within `restoreTimeout` (logged; `restoreReceived` tells the cases apart).
+    /// Decode it with `StateReader`.
+    public let restoredState: [UInt8]?
+    /// True when vigil's `.restore` frame arrived in time. False standalone, or when vigil
+    /// said nothing for `restoreTimeout`: then the last checkpoint is unknown rather than
+    /// absent, and a worker holding money should not assume it starts flat.
+    public let restoreReceived: Bool
 
     private let sendLock = Mutex<Void>(())
-    private let handler = Mutex<(@Sendable (Frame) -> Void)?>(nil)
+    private let handlers = Mutex<Handlers>(Handlers())
     private let logPrefix: [UInt8]
+    /// Frames that came before `.restore` (impossible by contract), kept until a handler
+    /// that takes them is set, then handed to it on the channel thread.
+    private let early: Mutex<[Frame]>
+    /// Self-pipe that wakes the channel thread when a handler is set while `early` holds
+    /// frames; -1 (no pipe) when nothing came early.
+    private let earlyWakeRead: Int32
+    private let earlyWakeWrite: Int32
+
+    /// The handlers for frames from vigil; nil ones fall through to `message`.
+    private struct Handlers {
+        var message: (@Sendable (Frame) -> Void)?
+        var checkpointRequest: (@Sendable () -> [UInt8])?
+        var restartRequest: (@Sendable (RestartRequest) -> Verdict)?
+        var notice: (@Sendable (String, String) -> Void)?
+        var checkpointRefused: (@Sendable (String) -> Void)?
+    }
 
     /// True when running without vigil (no `VIGIL_FD`).
     public var isStandalone: Bool { channelFD < 0 }
@@ -59,8 +101,9 @@ public final class Worker: Sendable {
     /// True once SIGTERM or SIGINT arrived: finish up and return from `main`.
     public var isStopping: Bool { stopRequested.load(ordering: .sequentiallyConsistent) }
 
-    /// Reads the environment, installs the stop handlers and, under vigil, starts the
-    /// channel thread. Exits the process (status 70) if vigil is already gone, and with
+    /// Reads the environment, installs the stop handlers and, under vigil, waits for the
+    /// `.restore` frame (at most `restoreTimeout`; it is normally already there) and starts
+    /// the channel thread. Exits the process (status 70) if vigil is already gone, and with
     /// status 78 if `VIGIL_FD` is set but not a usable channel.
     public static func connect(heartbeat: HeartbeatMode = .automatic) -> Worker {
         installStopHandlers()
@@ -119,7 +162,81 @@ public final class Worker: Sendable {
             fd = n
         }
         self.channelFD = fd
+        var wake: [Int32] = [-1, -1]
+        if fd >= 0 {
+            let handoff = Worker.awaitRestore(fd: fd, logPrefix: logPrefix)
+            restoreReceived = handoff.received
+            restoredState = handoff.state
+            early = Mutex(handoff.early)
+            if !handoff.early.isEmpty && pipe(&wake) == 0 {
+                for w in wake {
+                    _ = fcntl(w, F_SETFD, FD_CLOEXEC)
+                    _ = fcntl(w, F_SETFL, fcntl(w, F_GETFL) | O_NONBLOCK)
+                }
+            } else {
+                wake = [-1, -1]
+            }
+        } else {
+            restoreReceived = false
+            restoredState = nil
+            early = Mutex([])
+        }
+        earlyWakeRead = wake[0]
+        earlyWakeWrite = wake[1]
         for p in problems { log(p) }
+    }
+
+    /// Reads frames until vigil's `.restore` (its first frame by contract) or the timeout.
+    /// Frames before it are kept for the handlers. Exits (status 70) if the channel closes.
+    private static func awaitRestore(fd: Int32, logPrefix: [UInt8]) -> (received: Bool, state: [UInt8]?, early: [Frame]) {
+        func log(_ message: String) { write(line: logPrefix + Array(message.utf8)) }
+        let deadline = vigil_monotonic_ns() + restoreTimeout.wholeNanoseconds
+        var buffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
+        var early: [Frame] = []
+        var set = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let left = deadline - vigil_monotonic_ns()
+            if left <= 0 {
+                log("no restore frame from vigil within \(restoreTimeout): starting without restored state (the last checkpoint, if any, is unknown)")
+                return (false, nil, early)
+            }
+            set[0].revents = 0
+            let n = Glibc.poll(&set, 1, pollMilliseconds(.nanoseconds(left)))
+            if n < 0 {
+                if errno == EINTR { continue }  // a stop signal: still take the handoff
+                log("poll on the channel failed while waiting for the restore frame: \(describe(errno: errno))")
+                return (false, nil, early)
+            }
+            if n == 0 { continue }
+            let got = buffer.withUnsafeMutableBytes { raw in
+                recv(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+            }
+            if got == 0 {
+                log("channel to vigil closed before the restore frame: vigil is gone, exiting with status \(channelClosedExitCode)")
+                _exit(channelClosedExitCode)
+            }
+            if got < 0 {
+                if errno == EAGAIN || errno == EINTR { continue }
+                log("channel to vigil failed before the restore frame: \(describe(errno: errno)): exiting with status \(channelClosedExitCode)")
+                _exit(channelClosedExitCode)
+            }
+            guard got <= Frame.maximumSize else {
+                log("dropping a \(got)-byte frame from vigil (limit \(Frame.maximumSize))")
+                continue
+            }
+            let frame: Frame
+            do { frame = try Frame(decoding: buffer[0..<got]) } catch {
+                log("dropping an undecodable frame from vigil: \(error)")
+                continue
+            }
+            if case .restore(let state) = frame { return (true, state, early) }
+            if early.count < 16 {
+                log("frame \(frame.kindName) came before vigil's restore frame: kept for the handlers")
+                early.append(frame)
+            } else {
+                log("frame \(frame.kindName) came before vigil's restore frame: dropped (16 kept already)")
+            }
+        }
     }
 
     // MARK: - Frames to vigil
@@ -132,25 +249,109 @@ public final class Worker: Sendable {
 
     /// A one-line human status for `vigil status` (newlines become spaces; at most 1 KiB).
     public func status(_ text: String) {
-        var line = String(text.map { $0.isNewline ? " " : $0 })
-        if line.utf8.count > 1024 {
-            var cut = ""
-            for c in line {
-                if cut.utf8.count + String(c).utf8.count > 1021 { break }
-                cut.append(c)
-            }
-            line = cut + "..."
-        }
-        send(.status(line), droppable: true)
+        send(.status(Worker.clip(String(text.map { $0.isNewline ? " " : $0 }), bytes: 1024)), droppable: true)
     }
 
     /// Tells vigil the worker is shutting down on purpose.
     public func stopping() { send(.stopping, droppable: false) }
 
-    /// Sets the handler for frames from vigil (`.sample`, `.notice`). It runs on the SDK's
-    /// channel thread, one frame at a time; keep it short and protect shared state.
+    /// Hands `state` to vigil, which keeps it durably (replacing the previous checkpoint)
+    /// and gives it to the next incarnation as `restoredState`. A blocking send, like
+    /// READY: never dropped. Build the bytes with `StateWriter`.
+    /// - Returns: false (and logs why) when `state` is larger than
+    ///   `maximumCheckpointSize`, or when not connected to vigil (standalone). True means
+    ///   sent, not kept: vigil answers a checkpoint it refuses with `.checkpointRefused`
+    ///   (see `onCheckpointRefused`).
+    @discardableResult
+    public func checkpoint(_ state: [UInt8]) -> Bool {
+        guard !isStandalone else { return false }
+        guard state.count <= Worker.maximumCheckpointSize else {
+            log("checkpoint of \(state.count) bytes exceeds the \(Worker.maximumCheckpointSize)-byte frame limit: NOT sent; vigil keeps the previous one")
+            return false
+        }
+        return send(.checkpoint(state), droppable: false)
+    }
+
+    /// The guardian's own order: safe mode on or off, or liquidation. Blocking, never
+    /// dropped; the reason is cut to 1 KiB. False when standalone or the send failed.
+    @discardableResult
+    public func order(_ order: GuardianOrder) -> Bool {
+        let clipped: GuardianOrder = switch order {
+        case .safeModeOn(let r): .safeModeOn(reason: Worker.clip(r, bytes: 1024))
+        case .safeModeOff(let r): .safeModeOff(reason: Worker.clip(r, bytes: 1024))
+        case .liquidate(let r): .liquidate(reason: Worker.clip(r, bytes: 1024))
+        }
+        return send(.guardianOrder(clipped), droppable: false)
+    }
+
+    /// A fact for vigil's journal (each liquidation step, final positions). Blocking, never
+    /// dropped; the key is cut to 256 bytes and the text to 15 KiB. False when standalone
+    /// or the send failed.
+    @discardableResult
+    public func report(key: String, text: String) -> Bool {
+        send(.report(key: Worker.clip(key, bytes: 256), text: Worker.clip(text, bytes: 15 * 1024)), droppable: false)
+    }
+
+    // MARK: - Handlers for frames from vigil
+
+    /// Sets the handler for every frame from vigil that no specific handler takes: all of
+    /// them when none is set (`.sample`, `.notice`, `.checkpointRequest`,
+    /// `.restartRequest`, `.checkpointRefused`, ...). It runs on the SDK's channel thread,
+    /// one frame at a time; keep it short and protect shared state.
     public func onMessage(_ body: @escaping @Sendable (Frame) -> Void) {
-        handler.withLock { $0 = body }
+        handlers.withLock { $0.message = body }
+        wakeForEarlyFrames()
+    }
+
+    /// Sets what the SDK calls when vigil asks for a fresh checkpoint (a planned handoff,
+    /// before vigil restarts this worker on purpose): `body` returns the state, and the
+    /// SDK sends it as `checkpoint(_:)` would. Runs on the channel thread, which sends no
+    /// heartbeat meanwhile: keep it quick. Without it, a request is logged (this worker
+    /// cannot hand off) and passed to `onMessage`.
+    public func onCheckpointRequest(_ body: @escaping @Sendable () -> [UInt8]) {
+        handlers.withLock { $0.checkpointRequest = body }
+        wakeForEarlyFrames()
+    }
+
+    /// For the worker with role `guardian`: decides whether a guarded child may be
+    /// restarted. The SDK sends `.verdict(requestID: request.id, body(request))` (its
+    /// reason cut to 1 KiB). Runs on the channel thread; vigil waits only so long for an
+    /// answer and then falls back to safe mode, so decide quickly. Without it, requests go
+    /// to `onMessage` (which must answer with `answer(_:with:)`), or are logged unanswered.
+    public func onRestartRequest(_ body: @escaping @Sendable (RestartRequest) -> Verdict) {
+        handlers.withLock { $0.restartRequest = body }
+        wakeForEarlyFrames()
+    }
+
+    /// Answers a restart request by hand (for a guardian that takes them in `onMessage`).
+    @discardableResult
+    public func answer(_ request: RestartRequest, with verdict: Verdict) -> Bool {
+        let clipped: Verdict = switch verdict {
+        case .allow: .allow
+        case .deny(let r): .deny(reason: Worker.clip(r, bytes: 1024))
+        case .delay(let ms, let r): .delay(milliseconds: ms, reason: Worker.clip(r, bytes: 1024))
+        case .safeMode(let r): .safeMode(reason: Worker.clip(r, bytes: 1024))
+        case .liquidate(let r): .liquidate(reason: Worker.clip(r, bytes: 1024))
+        }
+        let sent = send(.verdict(requestID: request.id, clipped), droppable: false)
+        if !sent { log("could not send the verdict for restart request #\(request.id) (\(request.child))") }
+        return sent
+    }
+
+    /// Sets the handler for tree-level notices (`Notice.safeMode` = `on`/`off`,
+    /// `Notice.liquidate` = `start`), called with key and value on the channel thread.
+    /// Without it, notices go to `onMessage`.
+    public func onNotice(_ body: @escaping @Sendable (String, String) -> Void) {
+        handlers.withLock { $0.notice = body }
+        wakeForEarlyFrames()
+    }
+
+    /// Sets the handler for vigil's refusal of a checkpoint (too large, not storable): the
+    /// previous checkpoint stands. The SDK always logs a refusal; without this handler the
+    /// frame then goes to `onMessage`.
+    public func onCheckpointRefused(_ body: @escaping @Sendable (String) -> Void) {
+        handlers.withLock { $0.checkpointRefused = body }
+        wakeForEarlyFrames()
     }
 
     /// Sends one frame. Droppable frames (heartbeat, status) are not worth blocking for
@@ -175,6 +376,17 @@ public final class Worker: Sendable {
                 }
             }
         }
+    }
+
+    /// `text` cut at a character boundary to at most `bytes` UTF-8 bytes, `...` marking a cut.
+    static func clip(_ text: String, bytes: Int) -> String {
+        guard text.utf8.count > bytes else { return text }
+        var cut = ""
+        for c in text {
+            if cut.utf8.count + String(c).utf8.count > bytes - 3 { break }
+            cut.append(c)
+        }
+        return cut + "..."
     }
 
     // MARK: - Logging
@@ -280,6 +492,8 @@ public final class Worker: Sendable {
         var nextBeat = vigil_monotonic_ns()
         var buffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
         var fds = [pollfd(fd: channelFD, events: Int16(POLLIN), revents: 0)]
+        if earlyWakeRead >= 0 { fds.append(pollfd(fd: earlyWakeRead, events: Int16(POLLIN), revents: 0)) }
+        deliverEarlyFrames()
         while true {
             var timeout: Int32 = -1
             if heartbeatMode == .automatic {
@@ -291,14 +505,20 @@ public final class Worker: Sendable {
                 }
                 timeout = pollMilliseconds(.nanoseconds(nextBeat - now))
             }
-            fds[0].revents = 0
-            let n = Glibc.poll(&fds, 1, timeout)
+            for i in fds.indices { fds[i].revents = 0 }
+            let n = Glibc.poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 {
                 if errno == EINTR { continue }
                 channelClosed("poll on the channel failed: \(describe(errno: errno))")
                 return
             }
             if n == 0 { continue }
+            if fds.count > 1 && fds[1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while drain.withUnsafeMutableBytes({ read(earlyWakeRead, $0.baseAddress, $0.count) }) > 0 {}
+                deliverEarlyFrames()
+            }
+            if fds[0].revents == 0 { continue }
             let got = buffer.withUnsafeMutableBytes { raw in
                 recv(channelFD, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
             }
@@ -315,13 +535,81 @@ public final class Worker: Sendable {
                 log("dropping a \(got)-byte frame from vigil (limit \(Frame.maximumSize))")
                 continue
             }
-            do {
-                let frame = try Frame(decoding: buffer[0..<got])
-                if let body = handler.withLock({ $0 }) { body(frame) }
-            } catch {
+            let frame: Frame
+            do { frame = try Frame(decoding: buffer[0..<got]) } catch {
                 log("dropping an undecodable frame from vigil: \(error)")
+                continue
+            }
+            dispatch(frame)
+        }
+    }
+
+    /// Hands one frame to its handler (see the class comment), on the channel thread.
+    private func dispatch(_ frame: Frame) {
+        let h = handlers.withLock { $0 }
+        switch frame {
+        case .checkpointRequest:
+            if let provide = h.checkpointRequest {
+                let state = provide()
+                if checkpoint(state) { return }
+                log("vigil asked for a checkpoint and the state (\(state.count) bytes) could not be sent")
+                return
+            }
+            log("vigil asked for a checkpoint, but no onCheckpointRequest handler is set: this worker cannot hand off its state")
+            h.message?(frame)
+        case .restartRequest(let request):
+            if let decide = h.restartRequest {
+                answer(request, with: decide(request))
+            } else if let body = h.message {
+                body(frame)
+            } else {
+                log("restart request #\(request.id) for \(request.child), but no onRestartRequest handler is set: not answered (vigil falls back to safe mode)")
+            }
+        case .notice(let key, let value):
+            if let body = h.notice { body(key, value) } else { h.message?(frame) }
+        case .checkpointRefused(let reason):
+            log("CHECKPOINT REFUSED by vigil (the previous one stands): \(reason)")
+            if let body = h.checkpointRefused { body(reason) } else { h.message?(frame) }
+        case .restore(let state):
+            log("a second restore frame (\(state.map { "\($0.count) bytes" } ?? "none")) after start-up: restoredState is unchanged")
+            h.message?(frame)
+        default:
+            h.message?(frame)
+        }
+    }
+
+    /// Whether a handler would take `frame` now (for frames kept from before `.restore`).
+    private func isHandled(_ frame: Frame) -> Bool {
+        handlers.withLock { h in
+            if h.message != nil { return true }
+            return switch frame {
+            case .checkpointRequest: h.checkpointRequest != nil
+            case .restartRequest: h.restartRequest != nil
+            case .notice: h.notice != nil
+            case .checkpointRefused: h.checkpointRefused != nil
+            default: false
             }
         }
+    }
+
+    /// On the channel thread: hands the kept early frames that now have a handler to it,
+    /// in arrival order; the others stay.
+    private func deliverEarlyFrames() {
+        let ready: [Frame] = early.withLock { kept in
+            var now: [Frame] = []
+            var later: [Frame] = []
+            for f in kept { if isHandled(f) { now.append(f) } else { later.append(f) } }
+            kept = later
+            return now
+        }
+        for f in ready { dispatch(f) }
+    }
+
+    /// A handler was set: if early frames wait, wake the channel thread to deliver them.
+    private func wakeForEarlyFrames() {
+        guard earlyWakeWrite >= 0, !early.withLock({ $0.isEmpty }) else { return }
+        var byte: UInt8 = 1
+        _ = Glibc.write(earlyWakeWrite, &byte, 1)
     }
 
     /// Vigil is gone. A worker never outlives vigil: exit now, unless the worker is already

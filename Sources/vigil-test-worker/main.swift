@@ -6,6 +6,10 @@
 //   TW_EXIT_AFTER_MS=N    exit after N ms with TW_EXIT_CODE (default 1)
 //   TW_GRACEFUL_CHILD=P   fork a child that, on SIGTERM, waits 300 ms, creates file P, exits
 //   TW_ESCAPE=1           fork a child that calls setsid() (leaves the process group)
+//   TW_CHECKPOINT=1       after READY, status "restored=<state>" and checkpoint "incarnation <n>"
+//   TW_CHECKPOINT_BYTES=N after READY, also try a checkpoint of N bytes
+//   TW_VERDICT=V          act as the guardian: answer restart requests with V (allow, deny,
+//                         delay:MS, safe_mode, liquidate, silent) and status "asked=<count>"
 //   TW_GARBAGE=1          send an invalid frame after READY
 //   TW_FLOOD=1            send heartbeats as fast as possible after READY
 //
@@ -63,13 +67,48 @@ let readyAt = start + Int64(envInt("TW_READY_DELAY_MS") ?? 0) * 1_000_000
 let exitAt = envInt("TW_EXIT_AFTER_MS").map { start + Int64($0) * 1_000_000 }
 var ready = false
 var nextBeat = start
+var restored: [UInt8]?? = .none
+var asked = 0
+
+/// Acts on one frame from vigil; the first is always `.restore`.
+@MainActor func handle(_ frame: Frame) {
+    switch frame {
+    case .restore(let state):
+        restored = .some(state)
+    case .restartRequest(let request):
+        asked += 1
+        sendFrame(.status("asked=\(asked) last=\(request.child)"))
+        let verdict: Verdict?
+        switch env("TW_VERDICT") ?? "allow" {
+        case "deny": verdict = .deny(reason: "test says no")
+        case "safe_mode": verdict = .safeMode(reason: "test exposure")
+        case "liquidate": verdict = .liquidate(reason: "test drawdown")
+        case "silent": verdict = nil
+        case let v where v.hasPrefix("delay:"): verdict = .delay(milliseconds: UInt32(v.dropFirst(6)) ?? 0, reason: "test delay")
+        default: verdict = .allow
+        }
+        if let verdict { sendFrame(.verdict(requestID: request.id, verdict)) }
+    case .checkpointRequest:
+        sendFrame(.checkpoint(Array("handoff from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+    default:
+        break
+    }
+}
 
 while true {
     let now = vigil_monotonic_ns()
     if let exitAt, now >= exitAt { exit(Int32(envInt("TW_EXIT_CODE") ?? 1)) }
-    if !ready && env("TW_NO_READY") == nil && now >= readyAt {
+    if !ready && env("TW_NO_READY") == nil && now >= readyAt && (env("TW_CHECKPOINT") == nil || restored != nil) {
         sendFrame(.ready)
         ready = true
+        if env("TW_CHECKPOINT") != nil {
+            let text = restored.flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } ?? "none"
+            sendFrame(.status("restored=\(text)"))
+            sendFrame(.checkpoint(Array("incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+        }
+        if let n = envInt("TW_CHECKPOINT_BYTES") {
+            sendFrame(.checkpoint([UInt8](repeating: 7, count: n)))
+        }
         if env("TW_GARBAGE") != nil {
             var junk: [UInt8] = [0xFF, 0x00, 0x13]
             _ = junk.withUnsafeMutableBytes { send(channel, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -92,5 +131,6 @@ while true {
         var buffer = [UInt8](repeating: 0, count: Frame.maximumSize)
         let n = buffer.withUnsafeMutableBytes { recv(channel, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n == 0 || pfd.revents & Int16(POLLHUP) != 0 { exit(0) }  // vigil is gone
+        if n > 0, let frame = try? Frame(decoding: buffer[0..<n]) { handle(frame) }
     }
 }

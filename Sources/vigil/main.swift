@@ -31,6 +31,13 @@ Steer a running tree (over its control socket):
   restart NAME            terminate and start again (not counted as a failure)
                           stop/start/restart return once done (READY, or stopped);
                           --no-block returns at once
+  restart --handoff NAME  ask NAME for a fresh checkpoint, then restart it from it
+
+Capital safety:
+  safe-mode on|off [WHY]  enter or leave safe mode (an operator override, journaled):
+                          guarded children are not restarted, safe_mode: stop
+                          workers are stopped, gateways go cancel-only
+  liquidate --confirm     order the gateways to flatten every position at market
   kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
 
 Read the journal (works whether or not vigil runs):
@@ -183,13 +190,27 @@ case "status":
     control(["status"] + arguments.filter { $0 == "--json" })
 
 case "stop", "start", "restart":
-    rejectUnknownOptions(arguments, command, allowed: ["--no-block"])
-    let noBlock = arguments.contains("--no-block")
-    arguments.removeAll { $0 == "--no-block" }
-    guard arguments.count == 1 else { fail("usage: vigil \(command) [--no-block] NAME", code: ExitCode.usage) }
+    rejectUnknownOptions(arguments, command, allowed: command == "restart" ? ["--no-block", "--handoff"] : ["--no-block"])
+    let flags = arguments.filter { $0.hasPrefix("--") }
+    arguments.removeAll { $0.hasPrefix("--") }
+    guard arguments.count == 1 else { fail("usage: vigil \(command) [--no-block\(command == "restart" ? "|--handoff" : "")] NAME", code: ExitCode.usage) }
     // vigil answers once the work is done, or with an error after the child's own
     // shutdown and ready timeouts; the client waits at least that long.
-    control([command, arguments[0]] + (noBlock ? ["--no-block"] : []), timeout: .seconds(600))
+    control([command, arguments[0]] + flags, timeout: .seconds(600))
+
+case "safe-mode":
+    rejectUnknownOptions(arguments, command, allowed: [])
+    guard let mode = arguments.first, mode == "on" || mode == "off" else {
+        fail("usage: vigil safe-mode on|off [WHY...]", code: ExitCode.usage)
+    }
+    control(["safe-mode"] + arguments.flatMap { $0.split(separator: " ").map(String.init) })
+
+case "liquidate":
+    rejectUnknownOptions(arguments, command, allowed: ["--confirm"])
+    guard arguments.contains("--confirm") else {
+        fail("liquidation flattens every position with market orders and puts the tree in safe mode; to do it: vigil liquidate --confirm", code: ExitCode.usage)
+    }
+    control(["liquidate", "--confirm"])
 
 case "kill":
     if arguments.count == 2, arguments[1].hasPrefix("-"), let n = Int32(arguments[1].dropFirst()) {

@@ -197,8 +197,8 @@ struct TopologyLoaderTests {
 
     @Test func unknownKey() {
         #expect(LoaderFixture.errors("unknown-key.yaml") == [
-            "F/unknown-key.yaml:5:5: unknown key 'restarts' in worker 'gateway' (did you mean 'restart'? expected one of: argv, backoff, depends_on, env, instances, readiness, ready_timeout, restart, role, shutdown, watchdog, worker, working_directory)",
-            "F/unknown-key.yaml:6:5: unknown key 'colour' in worker 'gateway' (expected one of: argv, backoff, depends_on, env, instances, readiness, ready_timeout, restart, role, shutdown, watchdog, worker, working_directory)",
+            "F/unknown-key.yaml:5:5: unknown key 'restarts' in worker 'gateway' (did you mean 'restart'? expected one of: argv, backoff, depends_on, env, guarded, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "F/unknown-key.yaml:6:5: unknown key 'colour' in worker 'gateway' (expected one of: argv, backoff, depends_on, env, guarded, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
         ])
     }
 
@@ -284,7 +284,7 @@ struct TopologyLoaderTests {
         #expect(LoaderFixture.errors("many-errors.yaml") == [
             "F/many-errors.yaml:2:11: strategy: expected one of one_for_one, rest_for_one, one_for_all, got 'one_for_everyone'",
             "F/many-errors.yaml:6:18: 'gateway' depends on 'guardian', which is declared later (at F/many-errors.yaml:8:13): vigil starts children in declaration order and stops them in reverse, so a dependency must be declared before the workers that depend on it; move 'guardian' above 'gateway'",
-            "F/many-errors.yaml:7:5: unknown key 'readyTimeout' in worker 'gateway' (did you mean 'ready_timeout'? expected one of: argv, backoff, depends_on, env, instances, readiness, ready_timeout, restart, role, shutdown, watchdog, worker, working_directory)",
+            "F/many-errors.yaml:7:5: unknown key 'readyTimeout' in worker 'gateway' (did you mean 'ready_timeout'? expected one of: argv, backoff, depends_on, env, guarded, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
             "F/many-errors.yaml:10:23: backoff.jitter must be between 0 and 1 (a fraction of the delay), got 1.5",
             "F/many-errors.yaml:11:16: instances must be between 1 and 1000, got 0",
             "F/many-errors.yaml:12:13: duplicate name 'gateway' (first defined at F/many-errors.yaml:4:13): every worker and supervisor needs its own name",
@@ -454,7 +454,7 @@ struct TopologyLoaderTests {
             "/etc/vigil/t.yaml:4:5: this child has neither worker: nor supervisor:; start the entry with `- worker: NAME` or `- supervisor: NAME`",
             "/etc/vigil/t.yaml:6:5: a child is either a worker or a supervisor, not both: this entry already has worker: at line 5; split it into two entries",
             "/etc/vigil/t.yaml:7:13: worker: expected the worker's name, like `- worker: db-watchdog`, got a list",
-            "/etc/vigil/t.yaml:9:1: unknown key 'children2' in the top level (did you mean 'children'? expected one of: children, defaults, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
+            "/etc/vigil/t.yaml:9:1: unknown key 'children2' in the top level (did you mean 'children'? expected one of: children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
         ])
     }
 
@@ -479,7 +479,7 @@ struct TopologyLoaderTests {
             "/etc/vigil/t.yaml:6:18: env.EMPTY: expected a value, got nothing (write EMPTY: \"\" for an empty string)",
             "/etc/vigil/t.yaml:6:26: env.LIST: expected a value, got a list",
             "/etc/vigil/t.yaml:7:14: backoff: expected a mapping like {initial: 100ms, multiplier: 2, max: 30s, jitter: 0.2, reset_after: 1m}, got '5s'",
-            "/etc/vigil/t.yaml:8:11: role: expected one of guardian, predictor, got 'guard' (did you mean 'guardian'?)",
+            "/etc/vigil/t.yaml:8:11: role: expected one of guardian, predictor, gateway, got 'guard' (did you mean 'guardian'?)",
             "/etc/vigil/t.yaml:9:14: restart: expected one of permanent, transient, temporary, got 'always'",
             "/etc/vigil/t.yaml:11:10: argv: expected a list like [db-watchdog, --interval, 2s], got nothing",
             "/etc/vigil/t.yaml:12:21: depends_on[1]: expected a name, got a list",
@@ -503,12 +503,12 @@ struct TopologyLoaderTests {
                     command: true
                     <<: {restart: permanent}
             """) == [
-            "/etc/vigil/t.yaml:2:1: unknown key 'backoff' in the top level: the root supervisor is never restarted, so it has no backoff (expected one of: children, defaults, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
+            "/etc/vigil/t.yaml:2:1: unknown key 'backoff' in the top level: the root supervisor is never restarted, so it has no backoff (expected one of: children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
             "/etc/vigil/t.yaml:4:3: unknown key 'argv' in defaults: argv cannot have a default: set it on each worker (expected one of: backoff, env, ready_timeout, restart, shutdown, watchdog, working_directory)",
             "/etc/vigil/t.yaml:7:5: unknown key 'depends_on' in supervisor 'data': only workers have depends_on: put it on the workers under this supervisor (expected one of: backoff, children, max_restarts, period, strategy, supervisor)",
             "/etc/vigil/t.yaml:9:17: worker 'a' has no argv: write the program to run and its arguments, e.g. argv: [a, --flag]",
-            "/etc/vigil/t.yaml:10:9: unknown key 'command' in worker 'a': the program and its arguments go in argv: [program, arg, ...] (expected one of: argv, backoff, depends_on, env, instances, readiness, ready_timeout, restart, role, shutdown, watchdog, worker, working_directory)",
-            "/etc/vigil/t.yaml:11:9: unknown key '<<' in worker 'a': YAML merge keys are not supported; use defaults: for settings shared by all workers (expected one of: argv, backoff, depends_on, env, instances, readiness, ready_timeout, restart, role, shutdown, watchdog, worker, working_directory)",
+            "/etc/vigil/t.yaml:10:9: unknown key 'command' in worker 'a': the program and its arguments go in argv: [program, arg, ...] (expected one of: argv, backoff, depends_on, env, guarded, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "/etc/vigil/t.yaml:11:9: unknown key '<<' in worker 'a': YAML merge keys are not supported; use defaults: for settings shared by all workers (expected one of: argv, backoff, depends_on, env, guarded, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
         ])
     }
 

@@ -14,11 +14,12 @@ struct Located<Value> {
 
 /// The keys each kind of mapping accepts.
 enum TopologyKeys {
-    static let top = ["name", "strategy", "max_restarts", "period", "heartbeat_interval",
+    static let top = ["name", "strategy", "max_restarts", "period", "heartbeat_interval", "guardian_timeout",
                       "sample_interval", "defaults", "children"]
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
-                         "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog"]
+                         "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog",
+                         "guarded", "safe_mode", "max_checkpoint_bytes"]
     static let defaults = ["restart", "shutdown", "ready_timeout", "watchdog", "backoff", "env", "working_directory"]
     static let backoff = ["initial", "multiplier", "max", "jitter", "reset_after"]
 }
@@ -76,6 +77,10 @@ struct TopologyDecoder {
         if let n = fields["heartbeat_interval"],
            let d = duration(n.value, FieldRef(spec: spec, field: "heartbeat_interval")) {
             settings.heartbeatInterval = d
+        }
+        if let n = fields["guardian_timeout"],
+           let d = duration(n.value, FieldRef(spec: spec, field: "guardian_timeout")) {
+            settings.guardianTimeout = d
         }
         if let n = fields["sample_interval"],
            let d = duration(n.value, FieldRef(spec: spec, field: "sample_interval")) {
@@ -178,7 +183,8 @@ struct TopologyDecoder {
         let fields = self.fields(of: node, in: context, allowed: TopologyKeys.supervisor) { key in
             switch key {
             case "depends_on": "only workers have depends_on: put it on the workers under this supervisor"
-            case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness", "watchdog":
+            case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness", "watchdog",
+                 "guarded", "safe_mode", "max_checkpoint_bytes":
                 "\(key) is a worker setting: put it on the workers under this supervisor, or in defaults:"
             default: nil
             }
@@ -242,6 +248,15 @@ struct TopologyDecoder {
         }
         if let n = fields["instances"], let v = integer(n.value, FieldRef(spec: spec, field: "instances")) {
             w.instances = v
+        }
+        if let n = fields["guarded"], let v = boolean(n.value, FieldRef(spec: spec, field: "guarded")) {
+            w.guarded = v
+        }
+        if let n = fields["safe_mode"], let v = enumeration(n.value, FieldRef(spec: spec, field: "safe_mode"), SafeModeAction.self) {
+            w.safeMode = v
+        }
+        if let n = fields["max_checkpoint_bytes"], let v = integer(n.value, FieldRef(spec: spec, field: "max_checkpoint_bytes")) {
+            w.maxCheckpointBytes = v
         }
         if let n = fields["readiness"], let v = enumeration(n.value, FieldRef(spec: spec, field: "readiness"), Readiness.self) {
             w.readiness = v
@@ -489,6 +504,17 @@ struct TopologyDecoder {
         if let v = Int(text) { return v }
         fail(ref, at: node.location, "\(ref.field): expected a whole number, got '\(text)'")
         return nil
+    }
+
+    private mutating func boolean(_ node: YAMLNode, _ ref: FieldRef) -> Bool? {
+        guard let text = scalar(node, ref, expected: "true or false") else { return nil }
+        switch text {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            fail(ref, at: node.location, "\(ref.field): expected true or false, got '\(text)'")
+            return nil
+        }
     }
 
     private mutating func number(_ node: YAMLNode, _ ref: FieldRef) -> Double? {

@@ -15,8 +15,10 @@ struct StatusReport {
     let uptime: Duration
     let rows: [Row]
     let now: Instant
+    let safeMode: SafeModeState?
 
     init(host: TreeHost) {
+        safeMode = host.tree.safeMode
         let t = host.now
         now = Instant(nanoseconds: t)
         treeName = host.configuration.topology.root.name
@@ -29,7 +31,12 @@ struct StatusReport {
     }
 
     func text() -> String {
-        var out = "\(treeName): \(summary); vigil pid \(vigilPID), up \(Self.age(uptime))\n\n"
+        var out = ""
+        if let s = safeMode {
+            out += "*** SAFE MODE\(s.liquidating ? ", LIQUIDATING" : "") since \(Self.age(now.duration(since: s.since))) ago, by \(s.by): \(s.reason)\n"
+            out += "*** guarded children are not restarted; leave with: vigil safe-mode off\n\n"
+        }
+        out += "\(treeName): \(summary); vigil pid \(vigilPID), up \(Self.age(uptime))\n\n"
         let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "REASON", "WORKER STATUS"]
         var table: [[String]] = [header]
         for row in rows {
@@ -76,7 +83,8 @@ struct StatusReport {
             if let w = row.workerStatus { fields.append("\"status\":\(JSON.string(w))") }
             nodes.append("{" + fields.joined(separator: ",") + "}")
         }
-        return "{\"tree\":\(JSON.string(treeName)),\"vigil_pid\":\(vigilPID),\"summary\":\(JSON.string(summary)),\"nodes\":[\n"
+        let safe = safeMode.map { "{\"reason\":\(JSON.string($0.reason)),\"by\":\(JSON.string($0.by)),\"liquidating\":\($0.liquidating)}" } ?? "null"
+        return "{\"tree\":\(JSON.string(treeName)),\"vigil_pid\":\(vigilPID),\"summary\":\(JSON.string(summary)),\"safe_mode\":\(safe),\"nodes\":[\n"
             + nodes.joined(separator: ",\n") + "\n]}\n"
     }
 

@@ -40,25 +40,49 @@ extension TreeHost {
                 return
             }
             switch frame {
-            case .ready:
-                live[id] = child
-                apply(tree.handle(.ready(id, incarnation: child.incarnation), at: Instant(nanoseconds: t)))
-                guard let refreshed = live[id], refreshed.channel == fd else { return }
-                child = refreshed
             case .heartbeat:
                 tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t))
+                continue
             case .status(let text):
                 // Shown in a terminal table: no escapes, no line breaks, bounded.
                 child.statusText = String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map {
                     $0.properties.generalCategory == .control ? " " : $0
                 }))
+                continue
             case .stopping:
                 child.statusText = "stopping"
-            case .sample, .notice:
-                live[id] = child
-                cutOff(id, "sent a frame only vigil may send (\(frame))")
-                return
+                continue
+            default:
+                break
             }
+            // The frames below act on the tree, which may replace or remove this child:
+            // store what was counted so far, act, then read the child back.
+            live[id] = child
+            switch frame {
+            case .ready:
+                apply(tree.handle(.ready(id, incarnation: child.incarnation), at: Instant(nanoseconds: t)))
+            case .checkpoint(let state):
+                keepCheckpoint(state, from: id, incarnation: child.incarnation)
+            case .verdict(let question, let verdict):
+                guard tree.workerSpec(of: id)?.role == .guardian else {
+                    cutOff(id, "sent a verdict but is not the guardian")
+                    return
+                }
+                apply(tree.handle(.verdict(id: question, GuardianVerdict(verdict)), at: Instant(nanoseconds: t)))
+            case .guardianOrder(let order):
+                apply(tree.handle(.guardianOrder(from: id, GuardianOrderKind(order)), at: Instant(nanoseconds: t)))
+            case .report(let key, let text):
+                let kind: RecordKind = key == Notice.liquidate || key == "liquidation" ? .liquidation : .report
+                apply([.record(Record(kind, node: tree.name(of: id), pid: child.pid, incarnation: child.incarnation,
+                                      detail: "\(key): \(String(text.prefix(500)))"))])
+            case .sample, .notice, .restore, .restartRequest, .checkpointRequest, .checkpointRefused:
+                cutOff(id, "sent a frame only vigil may send (\(frame.kindName))")
+                return
+            case .heartbeat, .status, .stopping:
+                break  // handled above
+            }
+            guard let refreshed = live[id], refreshed.channel == fd else { return }
+            child = refreshed
         }
         live[id] = child
     }
@@ -70,6 +94,38 @@ extension TreeHost {
         child.channel = -1
         live[id] = child
         apply(tree.handle(.protocolViolation(id, incarnation: child.incarnation, why), at: Instant(nanoseconds: now)))
+    }
+
+    /// Keeps a worker's checkpoint durably for its next incarnation, or refuses it (too
+    /// large) with a clear answer to the worker and a journal line; the last good one stays.
+    func keepCheckpoint(_ state: [UInt8], from id: NodeID, incarnation: UInt64) {
+        let limit = tree.workerSpec(of: id)?.maxCheckpointBytes ?? 0
+        guard state.count <= limit else {
+            let why = "checkpoint of \(state.count) bytes exceeds this worker's limit of \(limit) bytes (max_checkpoint_bytes); the previous checkpoint is kept"
+            apply([.record(Record(.checkpointRefused, node: tree.name(of: id), pid: tree.pid(of: id), incarnation: incarnation, detail: why))])
+            send(.checkpointRefused(reason: why), to: id)
+            return
+        }
+        do {
+            try checkpoints.save(node: tree.name(of: id), incarnation: incarnation, state: state, at: vigil_realtime_ns())
+            handoffs.checkpointArrived(from: id)
+        } catch {
+            let why = "checkpoint could not be stored: \(error); the previous checkpoint is kept"
+            apply([.record(Record(.checkpointRefused, node: tree.name(of: id), pid: tree.pid(of: id), incarnation: incarnation, detail: why))])
+            send(.checkpointRefused(reason: why), to: id)
+        }
+    }
+
+    /// What a new incarnation hears first: its last checkpoint, then the tree's mode.
+    func greet(_ id: NodeID) {
+        let last = try? checkpoints.last(node: tree.name(of: id))
+        send(.restore(last?.state), to: id)
+        if let safe = tree.safeMode {
+            send(.notice(key: Notice.safeMode, value: "on"), to: id)
+            if safe.liquidating && tree.workerSpec(of: id)?.role == .gateway {
+                send(.notice(key: Notice.liquidate, value: "start"), to: id)
+            }
+        }
     }
 
     /// Sends a frame to a worker; a full or broken channel drops it (never blocks vigil).

@@ -21,6 +21,10 @@ extension TreeHost {
     func follow(_ c: ControlConnection, _ progress: ControlConnection.Progress) {
         switch progress {
         case .request(let request):
+            if request.command == "restart", request.arguments.contains("--handoff") {
+                startHandoff(request, on: c)
+                return
+            }
             if let pending = startWaiting(for: request, on: c) {
                 pendingCommands.append(pending)
                 answerFinishedCommands()
@@ -62,8 +66,37 @@ extension TreeHost {
                               since: now, deadline: now + budget.nanoseconds)
     }
 
+    /// `restart --handoff NAME`: ask the running instance for a fresh checkpoint; restart
+    /// once it is stored (or after 3 s, with the last one) so the replacement starts from it.
+    func startHandoff(_ request: ControlRequest, on connection: ControlConnection) {
+        let words = request.words.filter { $0 != "--handoff" }
+        guard words.count >= 2 else {
+            follow(connection, connection.respond(ok: false, body: "usage: restart --handoff NAME"))
+            return
+        }
+        let ids = tree.resolve(words[1])
+        guard !ids.isEmpty else {
+            follow(connection, connection.respond(ok: false, body: "no child named '\(words[1])'; `vigil status` lists them"))
+            return
+        }
+        let running = ids.filter { tree.isReady($0) && tree.workerSpec(of: $0) != nil }
+        for id in running { send(.checkpointRequest, to: id) }
+        let record = Record(.command, node: words[1], detail: "\(request.words.joined(separator: " ")) from uid \(request.peerUID) pid \(request.peerPID): asked \(running.count) instance(s) for a fresh checkpoint")
+        apply([.record(record)])
+        handoffs.pending.append(Handoffs.Pending(nodes: Set(ids), waiting: Set(running), name: words[1], connection: connection,
+                                                 request: ControlRequest(words: words, peerUID: request.peerUID, peerPID: request.peerPID),
+                                                 deadline: now + 3_000_000_000))
+    }
+
     /// Answers every waiting command whose work is done or whose deadline has passed.
     func answerFinishedCommands() {
+        for h in handoffs.due(at: now) {
+            if !h.waiting.isEmpty {
+                let late = h.waiting.map { tree.name(of: $0) }.sorted().joined(separator: ", ")
+                apply([.record(Record(.command, node: h.name, detail: "no fresh checkpoint from \(late) within 3s; restarting with the last stored one"))])
+            }
+            if let pending = startWaiting(for: h.request, on: h.connection) { pendingCommands.append(pending) }
+        }
         guard !pendingCommands.isEmpty else { return }
         let t = now
         pendingCommands.removeAll { p in
@@ -130,6 +163,31 @@ extension TreeHost {
             case .failure(let error):
                 return (false, error.message)
             }
+        case "safe-mode":
+            guard let mode = args.first, mode == "on" || mode == "off" else {
+                return (false, "usage: safe-mode on|off [REASON...]")
+            }
+            let reason = args.count > 1 ? args.dropFirst().joined(separator: " ") : "operator override"
+            let by = "operator uid \(request.peerUID) pid \(request.peerPID)"
+            switch tree.setSafeMode(mode == "on", reason: reason, by: by, at: Instant(nanoseconds: now)) {
+            case .success(let effects):
+                apply(effects)
+                return (true, "safe mode \(mode)\n")
+            case .failure(let e):
+                return (false, e.message)
+            }
+        case "liquidate":
+            guard args.contains("--confirm") else {
+                return (false, "liquidation flattens every position with market orders; to do it, run: vigil liquidate --confirm")
+            }
+            let by = "operator uid \(request.peerUID) pid \(request.peerPID)"
+            switch tree.liquidate(reason: "ordered by an operator", by: by, at: Instant(nanoseconds: now)) {
+            case .success(let effects):
+                apply(effects)
+                return (true, "liquidation ordered; the tree is in safe mode; `vigil events` shows each step\n")
+            case .failure(let e):
+                return (false, e.message)
+            }
         case "events":
             let limit = args.first.flatMap { Int($0) } ?? 50
             do {
@@ -140,7 +198,7 @@ extension TreeHost {
         case "ping":
             return (true, "pong \(getpid())\n")
         default:
-            return (false, "unknown command '\(request.command)'; try: status, stop, start, restart, kill, events")
+            return (false, "unknown command '\(request.command)'; try: status, stop, start, restart, kill, safe-mode, liquidate, events")
         }
     }
 }

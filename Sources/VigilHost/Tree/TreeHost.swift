@@ -56,6 +56,9 @@ public final class TreeHost {
     let startedAt: Int64
     /// Held for vigil's lifetime: one tree per state directory (journal, trading data).
     let stateLock: StateDirectoryLock
+    /// Each child's last checkpoint, durable across crashes of the child and of vigil.
+    let checkpoints: CheckpointStore
+    var handoffs = Handoffs()
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -74,6 +77,11 @@ public final class TreeHost {
             journal = try Journal(path: configuration.paths.journal, autoCheckpointPages: 0)
         } catch {
             throw HostError("cannot open the journal at \(configuration.paths.journal): \(JournalAdvice.explain(error))")
+        }
+        do {
+            checkpoints = try CheckpointStore(path: configuration.paths.stateDirectory + "/checkpoints.db")
+        } catch {
+            throw HostError("cannot open the checkpoint store in \(configuration.paths.stateDirectory): \(JournalAdvice.explain(error))")
         }
         if let previous = try? journal.lastIncarnations() { tree.continueIncarnations(from: previous) }
         notifier = SystemdNotifier(environment: configuration.environment)
@@ -219,6 +227,10 @@ public final class TreeHost {
                 // A stopped (SIGSTOP) process would sit on SIGTERM until the SIGKILL; wake it
                 // so it can shut down in order, as systemd does.
                 if signal == SIGTERM { _ = kill(-pid, SIGCONT) }
+            case .askGuardian(let guardian, let question):
+                send(.restartRequest(RestartRequest(question)), to: guardian)
+            case .broadcast(let key, let value):
+                for id in live.keys { send(.notice(key: key, value: value), to: id) }
             case .treeReady:
                 _ = try? notifier.ready(status: tree.summary())
             case .treeFinished(let o):
@@ -240,6 +252,7 @@ public final class TreeHost {
             } catch {
                 LogLine.write("vigil: cannot watch the channel of \(tree.name(of: id)): \(error)")
             }
+            greet(id)
             return .spawned(id, incarnation: incarnation, pid: child.pid)
         } catch {
             return .spawnFailed(id, incarnation: incarnation, errno: error.errno)
@@ -299,6 +312,7 @@ public final class TreeHost {
         if let s = nextSample { deadline = min(deadline, s) }
         if let c = connections.values.compactMap(\.deadline).min() { deadline = min(deadline, c) }
         if let p = pendingCommands.map(\.deadline).min() { deadline = min(deadline, p) }
+        if let h = handoffs.earliestDeadline { deadline = min(deadline, h) }
         let target = deadline == Int64.max ? 0 : max(deadline, 1)
         if target != armedDeadline {
             _ = vigil_timerfd_arm(timerFD, target)
