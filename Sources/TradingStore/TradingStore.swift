@@ -44,7 +44,7 @@ public final class TradingStore {
             price_micros    INTEGER NOT NULL CHECK (price_micros > 0),
             filled_ns       INTEGER NOT NULL
         ) STRICT;
-        """
+        """ + TradingStore.gatewaySchema
 
     /// Instruments seeded into an empty database, with start prices.
     public static let seedInstruments: [(String, Price)] = [
@@ -148,21 +148,28 @@ public final class TradingStore {
 
     /// Records `order` and its fill at `price` atomically; returns the fill.
     public func record(_ order: Order, filledAt price: Price) throws(DatabaseError) -> Fill {
+        try db.transaction { () throws(DatabaseError) -> Fill in try insertFilled(order, at: price) }
+    }
+
+    /// Inserts `order` and its fill at `price`; call inside a transaction.
+    func insertFilled(_ order: Order, at price: Price) throws(DatabaseError) -> Fill {
         let now = vigil_realtime_ns()
-        return try db.transaction { () throws(DatabaseError) -> Fill in
-            let o = try db.prepare("INSERT INTO orders (client_order_id, symbol, side, quantity, received_ns) VALUES (?, ?, ?, ?, ?)")
-            try o.bind(.text(order.clientOrderID.rawValue), .text(order.instrument.symbol), .text(order.side.rawValue),
-                       .int(order.quantity), .int(now)).run()
-            let orderID = db.lastInsertRowID
-            let f = try db.prepare("INSERT INTO fills (order_id, client_order_id, symbol, side, quantity, price_micros, filled_ns) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            try f.bind(.int(orderID), .text(order.clientOrderID.rawValue), .text(order.instrument.symbol),
-                       .text(order.side.rawValue), .int(order.quantity), .int(price.micros), .int(now)).run()
-            let fillID = db.lastInsertRowID
-            guard let fill = try? Fill(fillID: fillID, order: order, price: price) else {
-                throw DatabaseError(code: -1, message: "invalid fill")
-            }
-            return fill
+        let o = try db.prepare("INSERT INTO orders (client_order_id, symbol, side, quantity, received_ns) VALUES (?, ?, ?, ?, ?)")
+        try o.bind(.text(order.clientOrderID.rawValue), .text(order.instrument.symbol), .text(order.side.rawValue),
+                   .int(order.quantity), .int(now)).run()
+        return try insertFill(orderID: db.lastInsertRowID, order, at: price, now: now)
+    }
+
+    /// Inserts the fill of the recorded order `orderID`; call inside a transaction.
+    func insertFill(orderID: Int64, _ order: Order, at price: Price, now: Int64) throws(DatabaseError) -> Fill {
+        let f = try db.prepare("INSERT INTO fills (order_id, client_order_id, symbol, side, quantity, price_micros, filled_ns) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        try f.bind(.int(orderID), .text(order.clientOrderID.rawValue), .text(order.instrument.symbol),
+                   .text(order.side.rawValue), .int(order.quantity), .int(price.micros), .int(now)).run()
+        let fillID = db.lastInsertRowID
+        guard let fill = try? Fill(fillID: fillID, order: order, price: price) else {
+            throw DatabaseError(code: -1, message: "invalid fill")
         }
+        return fill
     }
 
     /// Fills with row id greater than `rowid`, in order, at most `limit`. Rows that do not

@@ -7,9 +7,23 @@
 // PRICE / ORDER / FILL / REJECT / ERROR). Orders carry client order ids; a repeated id is
 // answered with the original fill and never filled twice (checked against the database,
 // so this holds across gateway restarts). Every order and fill is recorded in the database
-// in one transaction before the FILL is sent. READY once listening. When vigil sends the
-// notice `safe_mode` = `on` the venue becomes cancel-only: new orders are rejected with
-// `safe_mode` until `safe_mode` = `off`.
+// in one transaction before the FILL is sent. Every client order id has at most one
+// outcome, a fill or a rejection, both kept in the database: a repeated id always gets the
+// same answer.
+//
+// Recovery before READY: orders recorded without a fill (a crash between the two writes;
+// the paper venue fills at once, so nothing else is ever open) are settled in one
+// transaction, exactly once: filled at the current price, or rejected when in safe mode;
+// a liquidation the previous incarnation left unfinished is resumed. Strategy runners
+// reconnect by themselves and re-send what they had in flight.
+//
+// Notices from vigil: `safe_mode` = `on` makes the venue cancel-only (new orders are
+// rejected with `safe_mode`, open orders are cancelled) until `safe_mode` = `off`.
+// `liquidate` = `start` flattens every position (net over all clients, from the fills
+// table) with market orders sent as the venue itself (`liquidation.<n>.<step>`), one
+// transaction per step; each step and the final flat positions are reported to vigil's
+// journal (key `liquidation`). The liquidation is recorded in the database while in
+// progress, so a gateway restarted mid-way resumes it; it never flattens twice.
 //
 // Flags:
 //   --db PATH          the database (default $VIGIL_STATE_DIR/trading.db, else ./trading.db)
@@ -48,12 +62,23 @@ let socketPath = socketFlag
     ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
 
 let safeMode = Atomic<Bool>(false)
-worker.onMessage { frame in
-    if case .notice(let key, let value) = frame, key == "safe_mode" {
+/// Set by the safe-mode notice, cleared by the main loop once open orders are cancelled.
+let cancelOpenOrders = Atomic<Bool>(false)
+/// Set by the liquidation notice, cleared by the main loop when it starts liquidating.
+let liquidationRequested = Atomic<Bool>(false)
+listenForNotices { key, value in
+    switch (key, value) {
+    case (Notice.safeMode, "on"), (Notice.safeMode, "off"):
         let on = value == "on"
         if safeMode.exchange(on, ordering: .sequentiallyConsistent) != on {
-            worker.log(on ? "safe mode ON: cancel-only, rejecting new orders" : "safe mode OFF: accepting orders")
+            worker.log(on ? "safe mode ON: cancel-only, rejecting new orders, cancelling open orders" : "safe mode OFF: accepting orders")
         }
+        if on { cancelOpenOrders.store(true, ordering: .sequentiallyConsistent) }
+    case (Notice.liquidate, "start"):
+        worker.log("liquidation ordered")
+        liquidationRequested.store(true, ordering: .sequentiallyConsistent)
+    default:
+        worker.log("ignoring notice \(key) = \(value)")
     }
 }
 
@@ -83,6 +108,10 @@ worker.log("PAPER-TRADING venue '\(venue)': simulated prices, simulated fills, n
 guard let store = openStore() else {
     worker.log("stopping before the database was ready")
     exit(0)
+}
+do { try store.ensureGatewaySchema() } catch {
+    worker.log("cannot create the gateway's tables: \(error)")
+    exit(1)
 }
 
 var walks: [Instrument: RandomWalk] = [:]
@@ -139,11 +168,6 @@ var connections = 0, orders = 0, fills = 0, replays = 0, rejects = 0, storageErr
 @MainActor func handle(order: Order, from client: Client) {
     orders += 1
     let id = order.clientOrderID
-    if safeMode.load(ordering: .sequentiallyConsistent) {
-        rejects += 1
-        client.send(.reject(id, reason: "safe_mode"))
-        return
-    }
     do {
         if let original = try store.fill(for: id) {
             if original.matches(order) {
@@ -154,6 +178,23 @@ var connections = 0, orders = 0, fills = 0, replays = 0, rejects = 0, storageErr
                 rejects += 1
                 worker.log("client #\(client.number): client order id \(id) reused for a different order: rejected")
                 client.send(.reject(id, reason: "client_order_id_reused"))
+            }
+            return
+        }
+        if let reason = try store.rejection(for: id) {
+            rejects += 1
+            replays += 1
+            client.send(.reject(id, reason: reason))
+            return
+        }
+        if safeMode.load(ordering: .sequentiallyConsistent) {
+            rejects += 1
+            // Recorded, so this id is rejected for good (a copy still queued on an old
+            // connection cannot fill it after safe mode ends).
+            if let standing = try store.recordRejection(id, reason: "safe_mode") {
+                if let f = standing.fill { client.send(.fill(f)) } else { client.send(.reject(id, reason: standing.reason ?? "safe_mode")) }
+            } else {
+                client.send(.reject(id, reason: "safe_mode"))
             }
             return
         }
@@ -207,7 +248,69 @@ var connections = 0, orders = 0, fills = 0, replays = 0, rejects = 0, storageErr
 @MainActor func statusLine() -> String {
     "PAPER venue \(venue) on \(socketPath): \(clients.count) clients, \(orders) orders, \(fills) fills, \(replays) replays, \(rejects) rejects"
         + (safeMode.load(ordering: .relaxed) ? ", SAFE MODE (cancel-only)" : "")
+        + (liquidations > 0 ? ", \(liquidations) liquidations" : "")
         + " | " + symbols.map { "\($0) \(walks[$0]!.price)" }.joined(separator: " ")
+}
+
+// MARK: - Recovery, safe mode, liquidation
+
+var liquidations = 0
+
+@MainActor func currentPrices() -> [Instrument: Price] { walks.mapValues(\.price) }
+
+/// Settles orders recorded without an outcome: filled (or, in safe mode, cancelled).
+@MainActor func settleOpenOrders(why: String) {
+    let cancelling = safeMode.load(ordering: .sequentiallyConsistent)
+    do {
+        let (filled, rejected) = try store.settleOpenOrders(fill: !cancelling, prices: currentPrices(),
+                                                            reason: cancelling ? "cancelled_safe_mode" : "no_price")
+        fills += filled.count
+        for f in filled { report("recovery", "\(why): open order \(f.clientOrderID) filled once: \(f.side) \(f.quantity) \(f.instrument) at \(f.price) (fill \(f.fillID))") }
+        for id in rejected { report("recovery", "\(why): open order \(id) \(cancelling ? "cancelled (safe mode)" : "rejected (no price)")") }
+        if filled.isEmpty && rejected.isEmpty { worker.log("\(why): no open orders") }
+    } catch {
+        storageErrors += 1
+        worker.log("\(why): cannot settle open orders: \(error)")
+    }
+}
+
+/// Runs (or resumes) a liquidation to the end: one transaction per flattening order.
+@MainActor func liquidate(reason: String) {
+    do {
+        let (id, resumed) = try store.beginLiquidation(reason: reason)
+        liquidations += 1
+        report("liquidation", "liquidation \(id) \(resumed ? "resumed" : "started"): \(reason); net positions " + describe(try store.netPositions()))
+        var steps = 0
+        while steps < 1000, let f = try store.liquidationStep(id, prices: currentPrices()) {
+            steps += 1
+            fills += 1
+            report("liquidation", "liquidation \(id) step \(f.clientOrderID): \(f.side) \(f.quantity) \(f.instrument) at \(f.price) (fill \(f.fillID))")
+        }
+        let remaining = try store.netPositions()
+        if remaining.isEmpty {
+            try store.finishLiquidation(id)
+            report("liquidation", "liquidation \(id) finished after \(steps) orders: flat positions " + symbols.map { "\($0) 0" }.joined(separator: " "))
+        } else {
+            report("liquidation", "liquidation \(id) NOT finished: still open " + describe(remaining) + "; resumed on the next order or restart")
+        }
+    } catch {
+        storageErrors += 1
+        report("liquidation", "liquidation failed: \(error); resumed on restart")
+    }
+}
+
+func describe(_ nets: [Instrument: Quantity]) -> String {
+    nets.isEmpty ? "all flat" : nets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: " ")
+}
+
+settleOpenOrders(why: "recovery")
+do {
+    if let open = try store.openLiquidation() {
+        worker.log("the previous incarnation left liquidation \(open.id) unfinished: resuming it before READY")
+        liquidate(reason: open.reason)
+    }
+} catch {
+    worker.log("cannot read liquidation state: \(error)")
 }
 
 worker.ready()
@@ -244,6 +347,8 @@ while !worker.isStopping {
             drop(client, "read failed (\(error))")
         }
     }
+    if cancelOpenOrders.exchange(false, ordering: .sequentiallyConsistent) { settleOpenOrders(why: "safe mode") }
+    if liquidationRequested.exchange(false, ordering: .sequentiallyConsistent) { liquidate(reason: "ordered by vigil") }
     let now = vigil_monotonic_ns()
     if now >= nextTick {
         var moved: [(Instrument, Price)] = []

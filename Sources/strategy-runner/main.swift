@@ -11,6 +11,23 @@
 // answered are re-sent with the same client order id, which the gateway answers with the
 // original fill if it had already filled them (never a second fill).
 //
+// Continuity across kill -9 (issue 3): the runner checkpoints its book (positions with
+// average price and realised P&L per instrument, the sequence counter, the orders in
+// flight) and its moving-average windows through vigil, `Trading.RunnerCheckpoint`
+// (version 1, CRC-checked). A checkpoint is sent *before* an order is written to the
+// gateway, after every fill or reject, every 2 s while prices move, on vigil's checkpoint
+// request, and on SIGTERM. A fill changes the positions only while its client order id is
+// in flight, and takes it out of flight: applying a fill is idempotent by client order id.
+// On start the last checkpoint is restored (strictly decoded: a bad one is logged and
+// ignored), then reconciled before READY: every order in flight is re-sent with its
+// client order id (the gateway answers with the original fill or rejection, or fills it
+// once) and applied exactly once; then the positions are compared with this runner's
+// fills in the database (client order ids starting with `<VIGIL_NAME>.`), which win if
+// they differ. No new order is sent until then, nor while vigil's `safe_mode` notice is
+// `on`. On SIGTERM it waits up to 1 s for orders in flight and logs one line
+// `FINAL <name> positions=<SYM:qty,...> inflight=<ids> realised=<pnl>` (also reported to
+// vigil's journal, key `positions`).
+//
 // Flags:
 //   --socket PATH          the gateway socket (default $VIGIL_RUNTIME_DIR/gateway.sock,
 //                          else ./gateway.sock)
@@ -19,17 +36,22 @@
 //   --qty N                lots per order (default 1)
 //   --max-position N       largest absolute position per instrument in lots (default 5)
 //   --instruments A,B,...  only trade these symbols (default: all the gateway publishes)
+//   --db PATH              the trading database, to reconcile positions with this runner's
+//                          fills (default $VIGIL_STATE_DIR/trading.db, else ./trading.db)
 //
 // Exit: 0 on SIGTERM/SIGINT, 2 on a bad flag, 70 when the channel to vigil closes.
 import CShim
 @preconcurrency import Glibc
+import Synchronization
 import Trading
+import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: """
-    usage: strategy-runner [--socket PATH] [--short N] [--long N] [--qty N] [--max-position N] [--instruments A,B,...]
+    usage: strategy-runner [--socket PATH] [--short N] [--long N] [--qty N] [--max-position N] [--instruments A,B,...] [--db PATH]
     """)
 let socketFlag = flags.string("--socket")
+let dbFlag = flags.string("--db")
 let shortWindow = flags.int("--short", default: 5, range: 1...10_000)
 let longWindow = flags.int("--long", default: 20, range: 2...100_000)
 let quantity = Int64(flags.int("--qty", default: 1, range: 1...1_000_000))
@@ -42,39 +64,121 @@ let only: Set<Instrument>? = flags.value("--instruments", expected: "comma-separ
 if shortWindow >= longWindow { flags.fail("--short (\(shortWindow)) must be less than --long (\(longWindow))") }
 flags.finish()
 let worker = Worker.connect()
+let dbPath = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
 let socketPath = socketFlag
     ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)gateway.sock" : "\($0)/gateway.sock" } ?? "./gateway.sock")
 
 // MARK: - Client order ids
 
-let idPrefix: String = {
+/// This runner's name as it appears in client order ids; its fills in the database are
+/// those whose id starts with `"\(idName)."`.
+let idName: String = {
     let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
-    let name = String(worker.name.prefix(32).map { allowed.contains($0) ? $0 : "_" })
-    let session = String(vigil_realtime_ns() / 1_000_000, radix: 36)
-    return "\(name).\(worker.incarnation).\(session)"
+    return String(worker.name.prefix(32).map { allowed.contains($0) ? $0 : "_" })
 }()
-var sequence = 0
+let idPrefix: String = {
+    let session = String(vigil_realtime_ns() / 1_000_000, radix: 36)
+    return "\(idName).\(worker.incarnation).\(session)"
+}()
 
 @MainActor func nextClientOrderID() -> ClientOrderID {
-    sequence += 1
-    return try! ClientOrderID("\(idPrefix).\(sequence)")  // every part is from the allowed set
+    try! ClientOrderID("\(idPrefix).\(book.nextSequence())")  // every part is from the allowed set
 }
 
-// MARK: - Trading state (survives reconnects)
+// MARK: - Trading state (survives reconnects, and through checkpoints, restarts)
 
 var strategies: [Instrument: MovingAverageCrossover] = [:]
-var portfolio = Portfolio()
-/// Sent, not yet answered, in send order: re-sent after a reconnect.
-var pending: [(ClientOrderID, Order)] = []
-var answered: Set<ClientOrderID> = []
-var sent = 0, filled = 0, rejected = 0, replayed = 0, signals = 0, skipped = 0
+/// Positions and orders in flight (sent, not answered, in send order: re-sent after a reconnect).
+var book = RunnerBook()
+var sent = 0, filled = 0, rejected = 0, replayed = 0, signals = 0, skipped = 0, held = 0
 var venue = "?"
+/// True once the restored orders in flight are answered and the positions agree with the
+/// database: until then no new order is sent and READY is not reported.
+var reconciled = false
+let safeMode = Atomic<Bool>(false)
+/// The latest encoded checkpoint, for vigil's checkpoint requests (on the channel thread).
+let latestCheckpoint = Mutex<[UInt8]>([])
+var lastCheckpointNs: Int64 = 0
+var indicatorsMoved = false
 
-/// Signed quantity including orders still in flight, so a burst of signals cannot
-/// overshoot the position limit.
-@MainActor func exposureAfterPending(_ i: Instrument) -> Int64 {
-    let open = portfolio.positions[i]?.netQuantity ?? 0
-    return pending.reduce(open) { $1.1.instrument == i ? $0 + $1.1.side.sign * $1.1.quantity : $0 }
+@MainActor func encodedState() -> [UInt8] {
+    RunnerCheckpoint(book: book, indicators: strategies.mapValues(IndicatorState.init)).encoded()
+}
+
+/// Sends a checkpoint of the whole state to vigil. False if it could not be sent.
+@discardableResult
+@MainActor func saveCheckpoint() -> Bool {
+    let bytes = encodedState()
+    latestCheckpoint.withLock { $0 = bytes }
+    lastCheckpointNs = vigil_monotonic_ns()
+    return sendCheckpoint(bytes)
+}
+
+// MARK: - Restore
+
+if let bytes = restoredState() {
+    do {
+        let c = try RunnerCheckpoint(decoding: bytes)
+        book = c.book
+        for (i, s) in c.indicators {
+            if s.shortWindow == shortWindow && s.longWindow == longWindow, let m = s.indicator {
+                strategies[i] = m
+            } else {
+                worker.log("checkpoint has \(i) windows \(s.shortWindow)/\(s.longWindow), flags say \(shortWindow)/\(longWindow): starting that indicator afresh")
+            }
+        }
+        worker.log("restored checkpoint (\(bytes.count) bytes): " + describePositions() + ", sequence \(book.sequence), \(book.inFlight.count) orders in flight, realised P&L \(book.portfolio.realisedPnL)")
+    } catch {
+        worker.log("ignoring a bad checkpoint (\(bytes.count) bytes): \(error); starting from the database")
+    }
+} else {
+    worker.log("no checkpoint: starting from the database")
+}
+latestCheckpoint.withLock { $0 = encodedState() }
+onCheckpointRequest { latestCheckpoint.withLock { $0 } }
+listenForNotices { key, value in
+    guard key == Notice.safeMode else { return }
+    let on = value == "on"
+    if safeMode.exchange(on, ordering: .sequentiallyConsistent) != on {
+        worker.log(on ? "safe mode ON: sending no new orders" : "safe mode OFF: trading again")
+    }
+}
+
+@MainActor func describePositions() -> String {
+    let open = book.portfolio.positions.keys.sorted().map { "\($0) \(book.portfolio.positions[$0]!.netQuantity)" }
+    return open.isEmpty ? "no positions" : open.joined(separator: " ")
+}
+
+/// Compares the positions with this runner's fills in the database and takes the
+/// database's if they differ. Called with nothing in flight, so the fills are final.
+@MainActor func reconcileWithDatabase() {
+    do {
+        let store = try TradingStore(path: dbPath, create: false)
+        defer { store.close() }
+        let fills = try store.fills(clientOrderIDPrefix: "\(idName).")
+        let fromFills = Portfolio(fills: fills)
+        if fromFills == book.portfolio {
+            worker.log("positions agree with the \(fills.count) fills of \(idName) in the database: " + describePositions())
+        } else {
+            let before = describePositions()
+            book.replacePortfolio(fromFills)
+            report("reconcile", "\(worker.name): positions (\(before)) differed from its \(fills.count) fills in the database; now " + describePositions())
+        }
+    } catch {
+        worker.log("cannot compare positions with the database \(dbPath): \(error); keeping the checkpoint's")
+    }
+}
+
+/// Reconciled: in-flight orders answered, positions checked. Checkpoint, then READY.
+@MainActor func finishReconciling() {
+    reconciled = true
+    reconcileWithDatabase()
+    saveCheckpoint()
+    if !announcedReady {
+        announcedReady = true
+        worker.ready()
+        worker.log("reconciled: " + describePositions() + ", realised P&L \(book.portfolio.realisedPnL): READY")
+    }
 }
 
 // MARK: - Connection
@@ -100,7 +204,7 @@ var disconnects = 0
     input = LineBuffer()
     output.removeAll()
     disconnects += 1
-    worker.log("gateway connection lost (\(why)); \(pending.count) orders unanswered, reconnecting")
+    worker.log("gateway connection lost (\(why)); \(book.inFlight.count) orders unanswered, reconnecting")
     worker.status("disconnected from \(socketPath): \(why); reconnecting")
 }
 
@@ -118,37 +222,45 @@ var disconnects = 0
     case .subscribed(let n):
         subscribed = true
         backoff = .milliseconds(50)
-        worker.log("subscribed to \(n) instruments" + (pending.isEmpty ? "" : "; re-sending \(pending.count) unanswered orders"))
-        for (_, order) in pending { send(.order(order)) }
-        if !announcedReady {
-            announcedReady = true
-            worker.ready()
-            worker.log("READY")
-        }
+        worker.log("subscribed to \(n) instruments" + (book.inFlight.isEmpty ? "" : "; re-sending \(book.inFlight.count) unanswered orders with their client order ids"))
+        for order in book.inFlight { send(.order(order)) }
+        if !reconciled && book.inFlight.isEmpty { finishReconciling() }
     case .price(let i, let p):
         if let only, !only.contains(i) { return }
         if strategies[i] == nil { strategies[i] = try! MovingAverageCrossover(shortWindow: shortWindow, longWindow: longWindow) }
+        indicatorsMoved = true
         guard let signal = strategies[i]!.update(p) else { return }
         signals += 1
-        let after = exposureAfterPending(i) + signal.side.sign * quantity
+        guard reconciled, !safeMode.load(ordering: .sequentiallyConsistent) else { held += 1; return }
+        let after = book.netIncludingInFlight(i) + signal.side.sign * quantity
         guard abs(after) <= maxPosition else { skipped += 1; return }
         let order = try! Order(clientOrderID: nextClientOrderID(), instrument: i, side: signal.side, quantity: quantity)
-        pending.append((order.clientOrderID, order))
+        book.send(order)
+        // Write-ahead: the order is in a checkpoint before the gateway can see it.
+        guard saveCheckpoint() || worker.isStandalone else {
+            book.abandon(order.clientOrderID)
+            worker.log("cannot checkpoint order \(order.clientOrderID): not sending it")
+            return
+        }
         sent += 1
         send(.order(order))
     case .fill(let fill):
-        guard let index = pending.firstIndex(where: { $0.0 == fill.clientOrderID }) else {
-            if answered.contains(fill.clientOrderID) { replayed += 1 } else { worker.log("fill for an order this runner did not send: \(line)") }
-            return
+        switch book.apply(fill) {
+        case .applied:
+            filled += 1
+            saveCheckpoint()
+            if !reconciled && book.inFlight.isEmpty { finishReconciling() }
+        case .notInFlight:
+            if fill.clientOrderID.rawValue.hasPrefix("\(idName).") { replayed += 1 } else { worker.log("fill for an order this runner did not send: \(line)") }
+        case .mismatch(let expected):
+            worker.log("fill \(fill.fillID) does not match order \(expected.clientOrderID) (\(expected.side) \(expected.quantity) \(expected.instrument)): ignored")
         }
-        pending.remove(at: index)
-        answered.insert(fill.clientOrderID)
-        portfolio.apply(fill)
-        filled += 1
     case .reject(let id, let reason):
-        if let index = pending.firstIndex(where: { $0.0 == id }) { pending.remove(at: index) }
-        answered.insert(id)
-        rejected += 1
+        if book.reject(id) {
+            rejected += 1
+            saveCheckpoint()
+            if !reconciled && book.inFlight.isEmpty { finishReconciling() }
+        }
         worker.log("order \(id) rejected: \(reason)")
     case .error(let reason):
         worker.log("gateway did not understand a line: \(reason)")
@@ -158,10 +270,15 @@ var disconnects = 0
 }
 
 @MainActor func statusLine() -> String {
-    guard fd >= 0, subscribed else { return "disconnected from \(socketPath): \(lastConnectError); reconnecting" }
-    let positions = portfolio.positions.keys.sorted().map { "\($0) \(portfolio.positions[$0]!.netQuantity)" }.joined(separator: " ")
-    return "connected to PAPER venue \(venue): \(sent) orders, \(filled) fills, \(rejected) rejects, \(pending.count) pending, realised P&L \(portfolio.realisedPnL)"
-        + (positions.isEmpty ? "" : " | " + positions)
+    let state: String
+    if fd < 0 || !subscribed {
+        state = "disconnected (\(lastConnectError.isEmpty ? "reconnecting" : lastConnectError))"
+    } else if !reconciled {
+        state = "reconciling"
+    } else {
+        state = "PAPER \(venue)" + (safeMode.load(ordering: .relaxed) ? " SAFE MODE" : "")
+    }
+    return "\(state): \(sent) orders, \(filled) fills, \(rejected) rejects, \(book.inFlight.count) in flight, P&L \(book.portfolio.realisedPnL) | \(describePositions())"
 }
 
 var nextStatus: Int64 = 0
@@ -198,6 +315,10 @@ while !worker.isStopping {
         }
     }
     let now = vigil_monotonic_ns()
+    if indicatorsMoved && now - lastCheckpointNs >= 2_000_000_000 {
+        indicatorsMoved = false
+        saveCheckpoint()
+    }
     if now >= nextStatus {
         worker.status(statusLine())
         nextStatus = now + 1_000_000_000
@@ -205,8 +326,26 @@ while !worker.isStopping {
 }
 
 worker.stopping()
-if fd >= 0 {
-    if !output.isEmpty { _ = try? UnixSocket.write(fd, output[...]) }
-    close(fd)
+// Give orders in flight up to 1 s to be answered (the stop signal cuts worker.poll short,
+// so this polls the socket directly).
+let drainDeadline = vigil_monotonic_ns() + 1_000_000_000
+while fd >= 0, !book.inFlight.isEmpty, vigil_monotonic_ns() < drainDeadline {
+    if !output.isEmpty {
+        do { output.removeFirst(try UnixSocket.write(fd, output[...])) } catch { disconnect("\(error)"); break }
+    }
+    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    guard Glibc.poll(&p, 1, 50) > 0 else { continue }
+    do {
+        guard let bytes = try UnixSocket.read(fd) else { continue }
+        if bytes.isEmpty { disconnect("gateway closed the connection"); break }
+        for line in input.append(bytes) where fd >= 0 { handle(line) }
+    } catch {
+        disconnect("\(error)")
+    }
 }
-worker.log("stopping on signal \(worker.stopSignal ?? 0): \(sent) orders, \(filled) fills, \(pending.count) unanswered, realised P&L \(portfolio.realisedPnL)")
+if fd >= 0 { close(fd) }
+saveCheckpoint()
+let finalPositions = book.portfolio.positions.keys.sorted().map { "\($0):\(book.portfolio.positions[$0]!.netQuantity)" }.joined(separator: ",")
+let finalLine = "FINAL \(worker.name) positions=\(finalPositions) inflight=\(book.inFlight.map(\.clientOrderID.rawValue).joined(separator: ",")) realised=\(book.portfolio.realisedPnL)"
+report("positions", finalLine)
+worker.log("stopping on signal \(worker.stopSignal ?? 0): \(sent) orders, \(filled) fills, \(book.inFlight.count) unanswered, realised P&L \(book.portfolio.realisedPnL)")
