@@ -64,8 +64,48 @@ public struct GuardianState: Hashable, Sendable {
     public private(set) var withinLimitsSince: Int64?
     /// The last snapshot observed.
     public private(set) var last: RiskSnapshot?
+    /// An operator lifted safe mode during this exposure breach (see `safeModeLifted`).
+    public private(set) var breachAcknowledged = false
 
     public init(rules: GuardianRules) { self.rules = rules }
+
+    /// What a guardian must remember across its own restarts: whether it ordered safe mode
+    /// or a liquidation (only then may its all-clear lift them) and the equity peak its
+    /// drawdown is measured from. Restart times are not kept: vigil's intensity covers a
+    /// guardian that died in between.
+    public struct Memory: Hashable, Sendable {
+        public var safeModeOrdered: Bool
+        public var liquidationOrdered: Bool
+        public var peakEquity: Price?
+        public init(safeModeOrdered: Bool, liquidationOrdered: Bool, peakEquity: Price?) {
+            self.safeModeOrdered = safeModeOrdered
+            self.liquidationOrdered = liquidationOrdered
+            self.peakEquity = peakEquity
+        }
+    }
+
+    public var memory: Memory {
+        Memory(safeModeOrdered: safeModeOrdered, liquidationOrdered: liquidationOrdered, peakEquity: peakEquity)
+    }
+
+    /// A guardian that continues from what its previous incarnation checkpointed.
+    public init(rules: GuardianRules, restoring m: Memory) {
+        self.rules = rules
+        safeModeOrdered = m.safeModeOrdered
+        liquidationOrdered = m.liquidationOrdered
+        peakEquity = m.peakEquity
+    }
+
+    /// vigil left safe mode on an operator's word: this guardian's order no longer stands,
+    /// so a later breach orders it afresh instead of assuming it is still on.
+    /// The exposure breach standing at that moment counts as acknowledged: it orders no
+    /// safe mode and vetoes no restart until exposure has been back within limits once
+    /// (an operator who overrides the guardian is not overruled a second later).
+    public mutating func safeModeLifted() {
+        safeModeOrdered = false
+        liquidationOrdered = false
+        breachAcknowledged = !(last?.breaches.isEmpty ?? true)
+    }
 
     /// Equity below peak now (zero when at or above it).
     public var drawdown: Price {
@@ -94,6 +134,7 @@ public struct GuardianState: Hashable, Sendable {
             actions.append(.liquidate(reason: "drawdown \(drawdown) exceeds \(rules.maxDrawdown!)"))
         }
         if s.breaches.isEmpty {
+            breachAcknowledged = false
             if withinLimitsSince == nil { withinLimitsSince = now }
             if safeModeOrdered && !liquidationOrdered && now - withinLimitsSince! >= rules.allClearNs {
                 safeModeOrdered = false
@@ -101,7 +142,7 @@ public struct GuardianState: Hashable, Sendable {
             }
         } else {
             withinLimitsSince = nil
-            if !safeModeOrdered {
+            if !safeModeOrdered && !breachAcknowledged {
                 safeModeOrdered = true
                 actions.append(.safeModeOn(reason: s.breaches.map(\.description).joined(separator: "; ")))
             }
@@ -115,7 +156,7 @@ public struct GuardianState: Hashable, Sendable {
         if drawdownBreached {
             return .liquidate(reason: "drawdown \(drawdown) exceeds \(rules.maxDrawdown!)")
         }
-        if let s = last, !s.breaches.isEmpty {
+        if let s = last, !s.breaches.isEmpty, !breachAcknowledged {
             return .safeMode(reason: s.breaches.map(\.description).joined(separator: "; "))
         }
         var times = (restarts[child] ?? []).filter { now - $0 < rules.restartWindowNs }
@@ -155,4 +196,42 @@ public func netQuantities(_ fills: some Sequence<Fill>) -> [Instrument: Quantity
     var out: [Instrument: Quantity] = [:]
     for f in fills { out[f.instrument, default: 0] = out[f.instrument, default: 0].saturatingAdd(f.signedQuantity) }
     return out.filter { $0.value != 0 }
+}
+
+// MARK: - Checkpoint
+
+extension GuardianState.Memory {
+    static let magic: [UInt8] = Array("VGRG".utf8)
+
+    /// `"VGRG" u8 version=1, u8 flags (1 safe mode ordered, 2 liquidation ordered,
+    /// 4 has peak), [i64 peak micros], u32 CRC-32 of every byte before it`.
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        w.bytes.append(contentsOf: Self.magic)
+        w.u8(1)
+        w.u8((safeModeOrdered ? 1 : 0) | (liquidationOrdered ? 2 : 0) | (peakEquity == nil ? 0 : 4))
+        if let p = peakEquity { w.i64(p.micros) }
+        w.u32(crc32(w.bytes))
+        return w.bytes
+    }
+
+    /// Strict: anything but what `encoded()` writes is a `CheckpointError`.
+    public init(decoding bytes: [UInt8]) throws(CheckpointError) {
+        guard bytes.count >= 10 else { throw .truncated }
+        guard Array(bytes.prefix(4)) == Self.magic else { throw .badMagic }
+        guard bytes[4] == 1 else { throw .unsupportedVersion(bytes[4]) }
+        var tail = ByteReader(Array(bytes.suffix(4)))
+        guard tail.u32() == crc32(bytes.dropLast(4)) else { throw .badChecksum }
+        let flags = bytes[5]
+        guard flags & ~7 == 0 else { throw .invalid("flags \(flags)") }
+        var r = ByteReader(Array(bytes.dropLast(4)))
+        r.offset = 6
+        var peak: Price?
+        if flags & 4 != 0 {
+            guard let micros = r.i64() else { throw .truncated }
+            peak = Price(micros: micros)
+        }
+        guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
+        self.init(safeModeOrdered: flags & 1 != 0, liquidationOrdered: flags & 2 != 0, peakEquity: peak)
+    }
 }

@@ -5,8 +5,17 @@
 // when an instrument has none) and compares exposure, |net qty| * price, per instrument
 // and in total with the limits. A breach is logged once when it starts ("RISK LIMIT
 // BREACHED") and once when it clears; the status line always shows the exposure. READY
-// after the first complete read. (First version: it observes and reports. Answering vigil's
-// restart vetoes as the tree's guardian comes with that protocol.)
+// after the first complete read.
+//
+// As the tree's guardian (`role: guardian`) it answers vigil's restart requests for
+// guarded children with `Trading.GuardianState`: liquidate while the drawdown from the
+// equity peak exceeds --max-drawdown, safe mode while an exposure limit is breached, deny
+// a child restarted more than --max-restarts times within --restart-window, else allow.
+// On its own it orders safe mode when exposure breaches a limit, liquidation when the
+// drawdown does, and the all-clear once exposure has been within limits for --all-clear
+// (only for a safe mode it ordered itself: one entered by an operator or by vigil's
+// fail-safe is left to `vigil safe-mode off`). What it ordered is checkpointed, so a
+// restarted guardian still owns it.
 //
 // Flags:
 //   --db PATH                          the database (default $VIGIL_STATE_DIR/trading.db,
@@ -15,16 +24,23 @@
 //   --max-exposure AMOUNT              total exposure limit in quote currency, e.g. 250000
 //                                      or 1234.56 (default 1000000)
 //   --max-instrument-exposure AMOUNT   per-instrument exposure limit (default: none)
+//   --max-drawdown AMOUNT              fall of equity from its peak that orders liquidation
+//                                      (default: none)
+//   --max-restarts N                   restarts allowed per guarded child within
+//   --restart-window DURATION          the window (default: no limit; window 1m)
+//   --all-clear DURATION               within limits this long lifts its safe mode (30s)
 //
 // Exit: 0 on SIGTERM/SIGINT, 2 on a bad flag, 70 when the channel to vigil closes.
 import CShim
 @preconcurrency import Glibc
+import Synchronization
 import Trading
 import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: """
     usage: risk-guardian [--db PATH] [--interval DURATION] [--max-exposure AMOUNT] [--max-instrument-exposure AMOUNT]
+                         [--max-drawdown AMOUNT] [--max-restarts N] [--restart-window DURATION] [--all-clear DURATION]
     """)
 let dbFlag = flags.string("--db")
 let interval = flags.duration("--interval", default: .seconds(1))
@@ -32,10 +48,61 @@ let amount = "a positive amount like 250000 or 1234.56 (at most 6 decimals)"
 let maxTotal = flags.value("--max-exposure", expected: amount) { Price(parsing: $0).flatMap { $0.micros > 0 ? $0 : nil } }
     ?? Price(units: 1_000_000)
 let maxInstrument = flags.value("--max-instrument-exposure", expected: amount) { Price(parsing: $0).flatMap { $0.micros > 0 ? $0 : nil } }
+let maxDrawdown = flags.value("--max-drawdown", expected: amount) { Price(parsing: $0).flatMap { $0.micros > 0 ? $0 : nil } }
+let maxRestarts = flags.value("--max-restarts", expected: "a whole number of restarts, 1 or more") { Int($0).flatMap { $0 >= 1 ? $0 : nil } }
+let restartWindow = flags.duration("--restart-window", default: .seconds(60))
+let allClear = flags.duration("--all-clear", default: .seconds(30))
 flags.finish()
 let worker = Worker.connect()
 let path = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
 let limits = ExposureLimits(total: maxTotal, perInstrument: maxInstrument)
+let rules = GuardianRules(maxDrawdown: maxDrawdown, maxRestartsPerChild: maxRestarts,
+                          restartWindowNs: restartWindow.wholeNanoseconds, allClearNs: allClear.wholeNanoseconds)
+
+/// The rules' state, shared with the channel thread that answers restart requests.
+let guardian: Mutex<GuardianState> = {
+    guard let bytes = worker.restoredState else { return Mutex(GuardianState(rules: rules)) }
+    do {
+        let memory = try GuardianState.Memory(decoding: bytes)
+        worker.log("restored: safe mode ordered \(memory.safeModeOrdered), liquidation ordered \(memory.liquidationOrdered), equity peak \(memory.peakEquity.map { "\($0)" } ?? "none")")
+        return Mutex(GuardianState(rules: rules, restoring: memory))
+    } catch {
+        worker.log("ignoring a bad checkpoint (\(bytes.count) bytes): \(error)")
+        return Mutex(GuardianState(rules: rules))
+    }
+}()
+/// The memory last checkpointed, so a checkpoint is sent only when it changes.
+let checkpointed = Mutex<GuardianState.Memory?>(nil)
+
+/// Checkpoints what this guardian ordered when it changed (see GuardianState.Memory).
+func checkpointIfChanged() {
+    let memory = guardian.withLock { $0.memory }
+    let changed = checkpointed.withLock { last in
+        defer { last = memory }
+        return last != memory
+    }
+    if changed { worker.checkpoint(memory.encoded()) }
+}
+
+worker.onRestartRequest { request in
+    let decision = guardian.withLock { $0.decide(restartOf: request.child, at: vigil_monotonic_ns()) }
+    let verdict: Verdict = switch decision {
+    case .allow: .allow
+    case .deny(let r): .deny(reason: r)
+    case .safeMode(let r): .safeMode(reason: r)
+    case .liquidate(let r): .liquidate(reason: r)
+    }
+    worker.log("restart of \(request.child) after \(request.reason) (\(request.recentRestarts) recent): \(verdict)")
+    return verdict
+}
+worker.onNotice { key, value in
+    // Safe mode lifted: by an operator (or by this guardian's own all-clear).
+    if key == Notice.safeMode && value == "off" {
+        guardian.withLock { $0.safeModeLifted() }
+        checkpointIfChanged()
+    }
+}
+worker.onCheckpointRequest { guardian.withLock { $0.memory.encoded() } }
 
 var store: TradingStore?
 var portfolio = Portfolio()
@@ -84,7 +151,12 @@ extension ExposureLimits.Breach {
         let marks = try store!.lastPrices().mapValues(\.price)
         let report = portfolio.exposure(marks: marks)
         lastProblem = ""
-        return (report, limits.breaches(in: report))
+        let breaches = limits.breaches(in: report)
+        let snapshot = RiskSnapshot(breaches: breaches, equity: portfolio.equity(marks: marks),
+                                    hasOpenPositions: portfolio.positions.values.contains { $0.netQuantity != 0 })
+        for action in guardian.withLock({ $0.observe(snapshot, at: vigil_monotonic_ns()) }) { order(action) }
+        checkpointIfChanged()
+        return (report, breaches)
     } catch {
         let problem = "cannot read \(path): \(error)"
         if problem != lastProblem { worker.log(problem) }
@@ -96,7 +168,18 @@ extension ExposureLimits.Breach {
     }
 }
 
-worker.log("limits: total exposure \(maxTotal)" + (maxInstrument.map { ", per instrument \($0)" } ?? ", no per-instrument limit"))
+/// Sends one of the guardian's own orders to vigil, logged.
+func order(_ action: GuardianAction) {
+    switch action {
+    case .safeModeOn(let r): worker.log("ORDERING SAFE MODE: \(r)"); worker.order(.safeModeOn(reason: r))
+    case .safeModeOff(let r): worker.log("all-clear, lifting safe mode: \(r)"); worker.order(.safeModeOff(reason: r))
+    case .liquidate(let r): worker.log("ORDERING LIQUIDATION: \(r)"); worker.order(.liquidate(reason: r))
+    }
+}
+
+worker.log("limits: total exposure \(maxTotal)" + (maxInstrument.map { ", per instrument \($0)" } ?? ", no per-instrument limit")
+    + (maxDrawdown.map { ", drawdown \($0)" } ?? ", no drawdown limit")
+    + (maxRestarts.map { ", \($0) restarts per guarded child per \(restartWindow)" } ?? ", no restart-rate limit"))
 
 while !worker.isStopping {
     if let (report, breaches) = read() {

@@ -70,8 +70,8 @@ final class VigilUnderTest {
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// One command over the control socket.
-    func control(_ words: [String]) throws -> ControlResponse {
-        try ControlClient.send(words, to: controlSocket, timeout: .seconds(5))
+    func control(_ words: [String], timeout: Duration = .seconds(5)) throws -> ControlResponse {
+        try ControlClient.send(words, to: controlSocket, timeout: timeout)
     }
 
     struct Node {
@@ -81,19 +81,25 @@ final class VigilUnderTest {
         var restarts: Int
         var incarnation: Int
         var lastExit: String?
+        /// The worker's own status line.
+        var workerStatus: String?
+    }
+
+    /// `vigil status --json` as parsed JSON (tree-level fields such as `safe_mode`).
+    func rawStatus() -> [String: Any]? {
+        guard let response = try? control(["status", "--json"]), response.ok else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any]
     }
 
     /// `vigil status --json`, or nil while vigil is not answering yet.
     func status() -> [String: Node]? {
-        guard let response = try? control(["status", "--json"]), response.ok,
-              let object = try? JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any],
-              let nodes = object["nodes"] as? [[String: Any]] else { return nil }
+        guard let object = rawStatus(), let nodes = object["nodes"] as? [[String: Any]] else { return nil }
         var result: [String: Node] = [:]
         for n in nodes {
             let name = n["name"] as! String
             result[name] = Node(name: name, state: n["state"] as! String, pid: (n["pid"] as? Int).map { Int32($0) },
                                 restarts: n["restarts"] as! Int, incarnation: n["incarnation"] as! Int,
-                                lastExit: n["last_exit"] as? String)
+                                lastExit: n["last_exit"] as? String, workerStatus: n["status"] as? String)
         }
         return result
     }

@@ -128,4 +128,46 @@ struct LiquidationTests {
         // Run again over the result: nothing more (never flattens twice).
         #expect(liquidationOrders(nets: netQuantities(fills + flatten), liquidation: 1, firstStep: 3).isEmpty)
     }
+
+    @Test func anOperatorOverrideIsNotOverruledDuringTheSameBreach() {
+        var g = GuardianState(rules: rules())
+        #expect(g.observe(snapshot(equity: "0", breached: true), at: 0) == [.safeModeOn(reason: "total exposure 2 exceeds limit 1")])
+        g.safeModeLifted()  // vigil safe-mode off, by an operator
+        #expect(g.observe(snapshot(equity: "0", breached: true), at: second).isEmpty)
+        #expect(g.decide(restartOf: "exchange-gateway", at: second) == .allow)
+        // Back within limits once: the next breach orders safe mode again.
+        #expect(g.observe(snapshot(equity: "0"), at: 2 * second).isEmpty)
+        #expect(g.observe(snapshot(equity: "0", breached: true), at: 3 * second).count == 1)
+        guard case .safeMode = g.decide(restartOf: "exchange-gateway", at: 3 * second) else { Issue.record("no safe mode"); return }
+    }
+
+    @Test func aRestartedGuardianStillOwnsTheSafeModeItOrdered() {
+        var g = GuardianState(rules: rules())
+        _ = g.observe(snapshot(equity: "50"), at: 0)
+        _ = g.observe(snapshot(equity: "40", breached: true), at: second)
+        let m = g.memory
+        #expect(m == GuardianState.Memory(safeModeOrdered: true, liquidationOrdered: false, peakEquity: Price(units: 50)))
+        var next = GuardianState(rules: rules(), restoring: m)
+        // No second order for the same breach; the all-clear after 10 s within limits.
+        #expect(next.observe(snapshot(equity: "40", breached: true), at: 2 * second).isEmpty)
+        #expect(next.observe(snapshot(equity: "40"), at: 3 * second).isEmpty)
+        #expect(next.observe(snapshot(equity: "40"), at: 13 * second) == [.safeModeOff(reason: "exposure within limits for 10.0 seconds")])
+        // The drawdown is measured from the restored peak: 50 - (-60) = 110 > 100.
+        #expect(next.observe(snapshot(equity: "-60"), at: 14 * second) == [.liquidate(reason: "drawdown 110 exceeds 100")])
+    }
+
+    @Test func guardianMemoryRoundTripsAndIsDecodedStrictly() throws {
+        for m in [GuardianState.Memory(safeModeOrdered: false, liquidationOrdered: false, peakEquity: nil),
+                  GuardianState.Memory(safeModeOrdered: true, liquidationOrdered: true, peakEquity: Price(micros: -123_456_789))] {
+            #expect(try GuardianState.Memory(decoding: m.encoded()) == m)
+        }
+        let good = GuardianState.Memory(safeModeOrdered: true, liquidationOrdered: false, peakEquity: Price(units: 7)).encoded()
+        #expect(throws: CheckpointError.truncated) { try GuardianState.Memory(decoding: Array(good.prefix(9))) }
+        #expect(throws: CheckpointError.badMagic) { try GuardianState.Memory(decoding: RunnerCheckpoint(book: RunnerBook(), indicators: [:]).encoded()) }
+        for i in good.indices {
+            var bad = good
+            bad[i] ^= 0x10
+            #expect(throws: (any Error).self) { try GuardianState.Memory(decoding: bad) }
+        }
+    }
 }

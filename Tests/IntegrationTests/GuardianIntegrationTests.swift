@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+
+/// The guardian's veto, safe mode and state handoff with real processes: a test worker
+/// plays the guardian (`TW_VERDICT`) and the guarded children (`TW_CHECKPOINT`).
+@Suite("guardian, safe mode and state handoff with real workers", .serialized)
+struct GuardianIntegrationTests {
+    /// A guardian answering `verdict`, a guarded child, and a worker stopped in safe mode.
+    func tree(verdict: String, timeout: String = "2s", extra: String = "") throws -> VigilUnderTest {
+        try VigilUnderTest("""
+        name: t
+        max_restarts: 100
+        guardian_timeout: \(timeout)
+        children:
+          - worker: guardian
+            argv: [WORKER]
+            role: guardian
+            env: {TW_VERDICT: "\(verdict)"}
+          - worker: runner
+            argv: [WORKER]
+            guarded: true
+            depends_on: [guardian]
+          - worker: strategy
+            argv: [WORKER]
+            safe_mode: stop
+        \(extra)
+        """)
+    }
+
+    @Test func aDeniedRestartKeepsTheChildDownUntilAnOperatorStartsIt() throws {
+        let v = try tree(verdict: "deny")
+        let s0 = v.waitFor("tree ready", v.allReady(["guardian", "runner", "strategy"]))
+        kill(s0["runner"]!.pid!, SIGKILL)
+        v.waitFor("runner denied") { $0["runner"]?.state == "stopped (denied)" }
+        let events = v.events()
+        #expect(events.contains { $0.contains("guardian_asked") && $0.contains("runner") })
+        #expect(events.contains { $0.contains("verdict") && $0.contains("deny (test says no)") })
+        #expect(v.rawStatus()?["safe_mode"] is NSNull, "a denial is not safe mode")
+        #expect(try v.control(["start", "runner"]).ok)
+        let s1 = v.waitFor("runner back", v.allReady(["runner"]))
+        #expect(s1["runner"]?.pid != s0["runner"]?.pid)
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func anAllowedRestartHappensAndADelayIsJournaled() throws {
+        let v = try tree(verdict: "delay:300")
+        let s0 = v.waitFor("tree ready", v.allReady(["guardian", "runner", "strategy"]))
+        kill(s0["runner"]!.pid!, SIGKILL)
+        let s1 = v.waitFor("runner restarted after the delay") { $0["runner"]?.state == "ready" && $0["runner"]?.pid != s0["runner"]?.pid }
+        #expect(s1["runner"]?.restarts == 1)
+        #expect(v.events().contains { $0.contains("verdict") && $0.contains("delay 300ms") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func noAnswerInTimeIsTheFailSafeAndSafeModeOffRestoresTheTree() throws {
+        let v = try tree(verdict: "silent", timeout: "300ms")
+        let s0 = v.waitFor("tree ready", v.allReady(["guardian", "runner", "strategy"]))
+        kill(s0["runner"]!.pid!, SIGKILL)
+        let s1 = v.waitFor("safe mode") { $0["runner"]?.state == "stopped (safe mode)" && $0["strategy"]?.state == "stopped (safe mode)" }
+        #expect(s1["guardian"]?.pid == s0["guardian"]?.pid, "the guardian itself keeps running")
+        #expect(!processAlive(s0["strategy"]!.pid!), "safe_mode: stop workers are stopped")
+        let safe = v.rawStatus()?["safe_mode"] as? [String: Any]
+        #expect((safe?["reason"] as? String)?.contains("did not answer about runner within 300ms") == true, "\(String(describing: safe))")
+        #expect(v.events().contains { $0.contains("verdict") && $0.contains("no answer within 300ms: fail-safe") })
+        // A guarded child cannot be started by hand in safe mode.
+        let refused = try v.control(["start", "runner"])
+        #expect(!refused.ok && refused.message.contains("safe mode"))
+        let off = try v.control(["safe-mode", "off", "checked", "by", "hand"])
+        #expect(off.ok, "\(off)")
+        v.waitFor("tree back after safe mode", v.allReady(["runner", "strategy"]))
+        #expect(v.rawStatus()?["safe_mode"] is NSNull)
+        #expect(v.events().contains { $0.contains("safe_mode") && $0.contains("left (by operator uid \(getuid())") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func withoutALiveGuardianAGuardedChildIsNotRestarted() throws {
+        let v = try tree(verdict: "allow")
+        let s0 = v.waitFor("tree ready", v.allReady(["guardian", "runner", "strategy"]))
+        #expect(try v.control(["stop", "guardian"]).ok)
+        kill(s0["runner"]!.pid!, SIGKILL)
+        v.waitFor("runner kept down") { $0["runner"]?.state == "stopped (safe mode)" }
+        #expect(v.events().contains { $0.contains("no live guardian to approve restarting runner") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func theGuardiansSafeModeVerdictAndTheOperatorsSafeModeCommand() throws {
+        let v = try tree(verdict: "safe_mode")
+        let s0 = v.waitFor("tree ready", v.allReady(["guardian", "runner", "strategy"]))
+        kill(s0["runner"]!.pid!, SIGKILL)
+        v.waitFor("safe mode by verdict") { $0["runner"]?.state == "stopped (safe mode)" }
+        let safe = v.rawStatus()?["safe_mode"] as? [String: Any]
+        #expect(safe?["by"] as? String == "guardian" && safe?["reason"] as? String == "test exposure")
+        #expect(try v.control(["safe-mode", "off"]).ok)
+        v.waitFor("back", v.allReady(["runner", "strategy"]))
+        // The operator's own switch: on, refused twice, off.
+        #expect(try v.control(["safe-mode", "on", "maintenance"]).ok)
+        v.waitFor("strategy stopped") { $0["strategy"]?.state == "stopped (safe mode)" }
+        let again = try v.control(["safe-mode", "on"])
+        #expect(!again.ok && again.message.contains("already in safe mode"))
+        #expect(try v.control(["safe-mode", "off"]).ok)
+        v.waitFor("strategy back", v.allReady(["strategy"]))
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func aCheckpointSurvivesKillNineAndARestartOfVigil() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            env: {TW_CHECKPOINT: "1"}
+        """)
+        v.waitFor("first incarnation starts with nothing") { $0["keeper"]?.workerStatus == "restored=none" }
+        let s0 = v.status()!
+        kill(s0["keeper"]!.pid!, SIGKILL)
+        v.waitFor("second incarnation got the first's checkpoint") {
+            $0["keeper"]?.pid != s0["keeper"]?.pid && $0["keeper"]?.workerStatus == "restored=incarnation 1"
+        }
+        // vigil itself dies; the checkpoint is in SQLite, and the next vigil hands it over.
+        kill(v.process.processIdentifier, SIGKILL)
+        v.process.waitUntilExit()
+        try v.relaunch()
+        v.waitFor("third incarnation got the second's checkpoint") { $0["keeper"]?.workerStatus == "restored=incarnation 2" }
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func anOversizedCheckpointIsRefusedAndThePreviousOneKept() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            max_checkpoint_bytes: 1000
+            env: {TW_CHECKPOINT: "1", TW_CHECKPOINT_BYTES: "1001"}
+        """)
+        let s0 = v.waitFor("ready") { $0["keeper"]?.workerStatus == "restored=none" }
+        v.waitFor("refusal journaled") { _ in v.events().contains { $0.contains("checkpoint_refused") } }
+        #expect(v.events().contains { $0.contains("checkpoint of 1001 bytes exceeds this worker's limit of 1000 bytes") })
+        kill(s0["keeper"]!.pid!, SIGKILL)
+        v.waitFor("the good checkpoint came back") {
+            $0["keeper"]?.pid != s0["keeper"]?.pid && $0["keeper"]?.workerStatus == "restored=incarnation 1"
+        }
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func aPlannedHandoffStartsTheReplacementFromAFreshCheckpoint() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            env: {TW_CHECKPOINT: "1"}
+        """)
+        let s0 = v.waitFor("ready") { $0["keeper"]?.workerStatus == "restored=none" }
+        let answer = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
+        #expect(answer.ok, "\(answer)")
+        let s1 = v.waitFor("replacement restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
+        #expect(s1["keeper"]?.pid != s0["keeper"]?.pid)
+        #expect(s1["keeper"]?.restarts == 0, "a planned handoff is not a failure")
+        #expect(v.interrupt() == 0)
+    }
+}
