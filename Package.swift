@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
         .testTarget(name: "TradingTests", dependencies: ["Trading"]),
+        .testTarget(name: "TradingStoreTests", dependencies: ["TradingStore", "Trading"]),
         .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"], exclude: ["Fixtures"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VigilHost", "VigilCore"]),
     ] + workerKinds.map {

@@ -172,10 +172,29 @@ public struct GuardianState: Hashable, Sendable {
 
 // MARK: - Liquidation
 
-/// The market orders that flatten `nets` (net quantity per instrument), by symbol, with
-/// client order ids `liquidation.<liquidation>.<step>` numbered from `firstStep`. Flat
+/// The strategy that owns a client order id, or nil for the venue's own and foreign ids.
+/// A runner's ids are `<owner>.<incarnation>.<session>.<sequence>` with a numeric
+/// incarnation (the owner, its tree name, may itself hold dots: `strategy-runner.2`).
+public func orderOwner(_ id: ClientOrderID) -> String? {
+    let parts = id.rawValue.split(separator: ".", omittingEmptySubsequences: false)
+    guard parts.count >= 4, !parts[parts.count - 3].isEmpty, parts[parts.count - 3].utf8.allSatisfy(isDigit) else { return nil }
+    let owner = parts.dropLast(3).joined(separator: ".")
+    return owner.isEmpty ? nil : owner
+}
+
+/// The client order id of liquidation step `step`: the owner's own id space (incarnation
+/// 0, which no runner has, session `liq<liquidation>`), so the flattening fill counts in
+/// that strategy's book; the venue's `liquidation.<liquidation>.<step>` without an owner
+/// (or when the owner's name would not fit an id).
+public func liquidationOrderID(owner: String?, liquidation: Int64, step: Int) -> ClientOrderID {
+    if let owner, let id = try? ClientOrderID("\(owner).0.liq\(liquidation).\(step)") { return id }
+    return try! ClientOrderID("liquidation.\(liquidation).\(step)")  // digits and dots
+}
+
+/// The market orders that flatten `nets` (net quantity per instrument) of `owner` (nil:
+/// the venue), by symbol, numbered from `firstStep` (see `liquidationOrderID`). Flat
 /// instruments get no order; a position larger than one order may carry takes several.
-public func liquidationOrders(nets: [Instrument: Quantity], liquidation: Int64, firstStep: Int) -> [Order] {
+public func liquidationOrders(nets: [Instrument: Quantity], owner: String? = nil, liquidation: Int64, firstStep: Int) -> [Order] {
     var orders: [Order] = []
     var step = firstStep
     for (instrument, net) in nets.sorted(by: { $0.key < $1.key }) where net != 0 {
@@ -183,7 +202,7 @@ public func liquidationOrders(nets: [Instrument: Quantity], liquidation: Int64, 
         while remaining > 0 {
             let q = min(remaining, UInt64(Order.maximumQuantity))
             remaining -= q
-            let id = try! ClientOrderID("liquidation.\(liquidation).\(step)")  // digits and dots
+            let id = liquidationOrderID(owner: owner, liquidation: liquidation, step: step)
             orders.append(try! Order(clientOrderID: id, instrument: instrument, side: net > 0 ? .sell : .buy, quantity: Int64(q)))
             step += 1
         }

@@ -139,23 +139,44 @@ extension TradingStore {
         }
     }
 
-    /// One step of liquidation `id`, in one transaction: the net position of the first
-    /// instrument (by symbol) that is not flat is computed from every fill and flattened
-    /// with a market order at its price, recorded as the venue's own order and fill
-    /// (`liquidation.<id>.<step>`). Returns nil when every instrument is flat (or has no
-    /// price). Repeating it after a crash never flattens twice: the net is computed in the
-    /// same transaction that writes the flattening fill.
+    /// Net quantity per owner (`orderOwner`; "" for the venue and foreign ids) and
+    /// instrument over every fill, flat ones left out.
+    public func netPositionsByOwner() throws(DatabaseError) -> [String: [Instrument: Quantity]] {
+        let s = try db.prepare("""
+            SELECT client_order_id, symbol, SUM(CASE side WHEN 'BUY' THEN quantity ELSE -quantity END)
+            FROM fills GROUP BY client_order_id, symbol
+            """)
+        var out: [String: [Instrument: Quantity]] = [:]
+        while try s.step() {
+            guard let id = try? ClientOrderID(s.text(0)), let i = try? Instrument(s.text(1)) else { continue }
+            let owner = orderOwner(id) ?? ""
+            out[owner, default: [:]][i, default: 0] = out[owner, default: [:]][i, default: 0].saturatingAdd(s.int64(2))
+        }
+        return out.mapValues { $0.filter { $0.value != 0 } }.filter { !$0.value.isEmpty }
+    }
+
+    /// One step of liquidation `id`, in one transaction: the first owner (by name, the
+    /// venue first) and instrument (by symbol) whose net position from every fill is not
+    /// flat is flattened with a market order at its price, in the owner's own id space
+    /// (`liquidationOrderID`), so each strategy's book ends flat, not just the venue's
+    /// total. Returns nil when everything is flat (or has no price). Repeating it after a
+    /// crash never flattens twice: the net is computed in the transaction that writes the
+    /// flattening fill.
     public func liquidationStep(_ id: Int64, prices: [Instrument: Price]) throws(DatabaseError) -> Fill? {
         try db.transaction { () throws(DatabaseError) -> Fill? in
-            let nets = try netPositions().filter { prices[$0.key] != nil }
-            guard let first = nets.keys.sorted().first else { return nil }
-            let count = try db.prepare("SELECT count(*) FROM fills WHERE substr(client_order_id, 1, ?) = ?")
-            let prefix = "liquidation.\(id)."
-            try count.bind(.int(Int64(prefix.utf8.count)), .text(prefix))
+            let open = try netPositionsByOwner().flatMap { owner, nets in
+                nets.filter { prices[$0.key] != nil }.map { (owner: owner, instrument: $0.key, net: $0.value) }
+            }
+            guard let first = open.min(by: { ($0.owner, $0.instrument.symbol) < ($1.owner, $1.instrument.symbol) }) else { return nil }
+            let count = try db.prepare("""
+                SELECT count(*) FROM fills WHERE substr(client_order_id, 1, ?) = ? OR instr(client_order_id, ?) > 0
+                """)
+            try count.bind(.int(Int64("liquidation.\(id).".utf8.count)), .text("liquidation.\(id)."), .text(".0.liq\(id)."))
             _ = try count.step()
             let step = Int(count.int64(0)) + 1
-            guard let order = liquidationOrders(nets: [first: nets[first]!], liquidation: id, firstStep: step).first else { return nil }
-            return try insertFilled(order, at: prices[first]!)
+            guard let order = liquidationOrders(nets: [first.instrument: first.net], owner: first.owner.isEmpty ? nil : first.owner,
+                                                liquidation: id, firstStep: step).first else { return nil }
+            return try insertFilled(order, at: prices[first.instrument]!)
         }
     }
 

@@ -19,9 +19,10 @@
 //
 // Notices from vigil: `safe_mode` = `on` makes the venue cancel-only (new orders are
 // rejected with `safe_mode`, open orders are cancelled) until `safe_mode` = `off`.
-// `liquidate` = `start` flattens every position (net over all clients, from the fills
-// table) with market orders sent as the venue itself (`liquidation.<n>.<step>`), one
-// transaction per step; each step and the final flat positions are reported to vigil's
+// `liquidate` = `start` flattens every position, each strategy's own (its net per
+// instrument from the fills table) with market orders in that strategy's id space
+// (`<runner>.0.liq<n>.<step>`, so its book reconciles to flat) and the venue's own as
+// `liquidation.<n>.<step>`, one transaction per step; each step and the final flat positions are reported to vigil's
 // journal (key `liquidation`). The liquidation is recorded in the database while in
 // progress, so a gateway restarted mid-way resumes it; it never flattens twice.
 //

@@ -136,11 +136,15 @@ if let bytes = restoredState() {
 }
 latestCheckpoint.withLock { $0 = encodedState() }
 onCheckpointRequest { latestCheckpoint.withLock { $0 } }
+/// Set when safe mode ends: a liquidation may have flattened this runner's book in the
+/// database meanwhile, so the main loop compares with it before trading again.
+let reconcileAfterSafeMode = Atomic<Bool>(false)
 listenForNotices { key, value in
     guard key == Notice.safeMode else { return }
     let on = value == "on"
     if safeMode.exchange(on, ordering: .sequentiallyConsistent) != on {
-        worker.log(on ? "safe mode ON: sending no new orders" : "safe mode OFF: trading again")
+        worker.log(on ? "safe mode ON: sending no new orders" : "safe mode OFF: checking positions against the database, then trading again")
+        if !on { reconcileAfterSafeMode.store(true, ordering: .sequentiallyConsistent) }
     }
 }
 
@@ -231,7 +235,8 @@ var disconnects = 0
         indicatorsMoved = true
         guard let signal = strategies[i]!.update(p) else { return }
         signals += 1
-        guard reconciled, !safeMode.load(ordering: .sequentiallyConsistent) else { held += 1; return }
+        guard reconciled, !safeMode.load(ordering: .sequentiallyConsistent),
+              !reconcileAfterSafeMode.load(ordering: .sequentiallyConsistent) else { held += 1; return }
         let after = book.netIncludingInFlight(i) + signal.side.sign * quantity
         guard abs(after) <= maxPosition else { skipped += 1; return }
         let order = try! Order(clientOrderID: nextClientOrderID(), instrument: i, side: signal.side, quantity: quantity)
@@ -313,6 +318,10 @@ while !worker.isStopping {
         } catch {
             disconnect("\(error)")
         }
+    }
+    if reconciled, book.inFlight.isEmpty, reconcileAfterSafeMode.exchange(false, ordering: .sequentiallyConsistent) {
+        reconcileWithDatabase()
+        saveCheckpoint()
     }
     let now = vigil_monotonic_ns()
     if indicatorsMoved && now - lastCheckpointNs >= 2_000_000_000 {

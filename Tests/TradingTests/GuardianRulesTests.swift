@@ -170,4 +170,18 @@ struct LiquidationTests {
             #expect(throws: (any Error).self) { try GuardianState.Memory(decoding: bad) }
         }
     }
+
+    @Test func ordersBelongToTheStrategyWhoseIdSpaceTheyAreIn() throws {
+        #expect(orderOwner(try ClientOrderID("strategy-runner.2.3.mk2x1.17")) == "strategy-runner.2")
+        #expect(orderOwner(try ClientOrderID("alpha.1.s.1")) == "alpha")
+        #expect(orderOwner(try ClientOrderID("strategy-runner.2.0.liq4.1")) == "strategy-runner.2")
+        for venue in ["liquidation.4.1", "a.b.c", "x.y.z.w", ".1.s.1", "r.1.2", "r..s.1"] {
+            #expect(orderOwner(try ClientOrderID(venue)) == nil, "\(venue)")
+        }
+        let own = liquidationOrders(nets: [btc: -2], owner: "strategy-runner.2", liquidation: 4, firstStep: 3)
+        #expect(own.map(\.clientOrderID.rawValue) == ["strategy-runner.2.0.liq4.3"])
+        #expect(orderOwner(own[0].clientOrderID) == "strategy-runner.2", "the flattening fill counts in the owner's book")
+        // A name too long for an id falls back to the venue's own id.
+        #expect(liquidationOrderID(owner: String(repeating: "n", count: 60), liquidation: 1, step: 1).rawValue == "liquidation.1.1")
+    }
 }
