@@ -88,6 +88,31 @@ struct GuardianTests {
         #expect(h.tree.safeMode == nil)
     }
 
+    @Test func aGatewayThatDiesDuringALiquidationIsRestartedToFinishIt() {
+        var h = Self.tree()
+        h.start()
+        h.exit("runner.1")
+        h.send(.verdict(id: questions(h)[0].id, .liquidate("drawdown over limit")))
+        h.clearLogs()
+        h.exit("gw")
+        #expect(questions(h).isEmpty, "the guardian is not asked: the liquidation needs its gateway")
+        #expect(h.spawnOrder == ["gw"])
+        #expect(h.records(.verdict).last?.detail.contains("carries out the liquidation") == true)
+        // Other guarded children stay down, and a gateway outside a liquidation too.
+        h.clearLogs()
+        h.exit("runner.2")
+        #expect(h.spawnOrder.isEmpty && h.state("runner.2") == "stopped (safe mode)")
+    }
+
+    @Test func inSafeModeWithoutALiquidationAGatewayStaysDown() {
+        var h = Self.tree()
+        h.start()
+        if case .success(let fx) = h.tree.setSafeMode(true, reason: "op", by: "op", at: h.now) { h.apply(fx) } else { Issue.record("refused") }
+        h.clearLogs()
+        h.exit("gw")
+        #expect(h.spawnOrder.isEmpty && h.state("gw") == "stopped (safe mode)")
+    }
+
     @Test func liquidateVerdictEntersSafeModeAndOrdersLiquidation() {
         var h = Self.tree()
         h.start()

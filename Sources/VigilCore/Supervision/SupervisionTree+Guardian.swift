@@ -24,6 +24,13 @@ extension SupervisionTree {
     /// the fail-safe. `restart` is what happens on `allow`.
     mutating func requestGuardedRestart(_ id: NodeID, reason: String, restart: PendingRestart) {
         let name = nodes[id.index].name
+        if safeModeState?.liquidating == true && nodes[id.index].worker?.role == .gateway {
+            // The liquidation needs its gateway; in safe mode it comes back cancel-only and
+            // resumes the liquidation, so restarting it cannot add risk.
+            emit(.verdict, id, detail: "\(name) carries out the liquidation: restarted in safe mode (cancel-only) to finish it (\(reason))")
+            proceed(restart, extraDelay: .zero)
+            return
+        }
         if safeModeState != nil {
             refuseForSafeMode(id, detail: "\(name) is guarded and the tree is in safe mode: not restarted (\(reason))")
             return

@@ -290,9 +290,21 @@ public final class TreeHost {
             nodeByPID[pid].map { tree.isBeingStopped($0) ? .await : .kill }
         })
         for exit in gone {
-            guard let id = nodeByPID.removeValue(forKey: exit.pgid), let child = live.removeValue(forKey: id) else { continue }
+            guard let id = nodeByPID[exit.pgid] else { continue }
+            drainChannel(of: id)
+            nodeByPID.removeValue(forKey: exit.pgid)
+            guard let child = live.removeValue(forKey: id) else { continue }
             closeChannel(of: child)
             apply(tree.handle(.exited(id, incarnation: child.incarnation, exit.status), at: Instant(nanoseconds: now)))
+        }
+    }
+
+    /// Reads what a dead worker sent before it died (its last checkpoint above all: a
+    /// runner checkpoints an order before sending it) up to the end of its channel.
+    private func drainChannel(of id: NodeID) {
+        for _ in 0..<16 {
+            guard let fd = live[id]?.channel, fd >= 0 else { return }
+            readChannel(fd)
         }
     }
 
