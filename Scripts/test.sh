@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 Scripts/setup.sh
 swift build --build-tests
 swift test --skip-build
+# The capital-safety scenario, short: kill -9 runners and the gateway, then liquidate;
+# positions must equal the fills, no fill twice, every veto journaled.
+Scripts/capital-safety-scenario.py --kills 40 --build debug
