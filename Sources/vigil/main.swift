@@ -32,13 +32,14 @@ Steer a running tree (over its control socket):
                           stop/start/restart return once done (READY, or stopped);
                           --no-block returns at once
   restart --handoff NAME  ask NAME for a fresh checkpoint, then restart it from it
+  kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
 
 Capital safety:
   safe-mode on|off [WHY]  enter or leave safe mode (an operator override, journaled):
                           guarded children are not restarted, safe_mode: stop
                           workers are stopped, gateways go cancel-only
   liquidate --confirm     order the gateways to flatten every position at market
-  kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
+                          (puts the tree in safe mode)
 
 Read the journal (works whether or not vigil runs):
   events [-n N] [NAME]    the last N (default 50) decisions and child runs
@@ -49,6 +50,7 @@ Options (any command):
   --state-dir DIR         journal directory (env VIGIL_STATE_DIR;
                           default /var/lib/vigil as root, else ~/.local/state/vigil)
   -h, --help              this help
+  --version               vigil's version
 
 Exit codes: 0 ok; 1 command failed or vigil could not run; 2 bad usage or topology
 (nothing started); 3 the root supervisor exceeded its restart intensity.
@@ -118,6 +120,10 @@ for key in ["VIGIL_RUNTIME_DIR", "VIGIL_STATE_DIR"] {
         environment[key] = cwd + "/" + dir
     }
 }
+if arguments.first == "--version" || arguments.first == "version" {
+    writeStdout("vigil \(vigilVersion)\n")
+    exit(ExitCode.ok)
+}
 if arguments.isEmpty || arguments.contains("-h") || arguments.contains("--help") || arguments.first == "help" {
     writeStdout(usage + "\n")
     exit(arguments.isEmpty ? ExitCode.usage : ExitCode.ok)
@@ -182,7 +188,8 @@ case "check":
     let topology = loadTopology(arguments[0])
     let tree = SupervisionTree(topology: topology)
     let workers = tree.nodeIDs.filter { tree.workerSpec(of: $0) != nil }.count
-    writeStdout("\(arguments[0]): ok (\(tree.nodeIDs.count - workers) supervisors, \(workers) workers)\n")
+    let supervisors = tree.nodeIDs.count - workers
+    writeStdout("\(arguments[0]): ok (\(supervisors) supervisor\(supervisors == 1 ? "" : "s"), \(workers) worker\(workers == 1 ? "" : "s"))\n")
 
 case "status":
     rejectUnknownOptions(arguments, command, allowed: ["--json"])

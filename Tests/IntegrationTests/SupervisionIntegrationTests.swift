@@ -362,6 +362,12 @@ struct SupervisionIntegrationTests {
         #expect(s2["a"]?.restarts == 0, "operator restarts are not failures")
         let missing = try v.control(["stop", "nope"])
         #expect(!missing.ok && missing.message.contains("no child named 'nope'"))
+        // A refused command is carried out (and journaled) once, not retried.
+        let running = try v.control(["start", "a"])
+        #expect(!running.ok && running.message.contains("is not stopped"), "\(running)")
+        let journaled = v.events()
+        #expect(journaled.filter { $0.contains("stop nope from uid") }.count == 1, "\(journaled)")
+        #expect(journaled.filter { $0.contains(" start a from uid") }.count == 3, "two that worked, one refused: \(journaled)")
         // max_restarts 0: a kill is a crash, and the root gives up at once.
         #expect(try v.control(["kill", "a", "KILL"]).ok)
         #expect(v.waitForExit() == 3)

@@ -25,13 +25,16 @@ extension TreeHost {
                 startHandoff(request, on: c)
                 return
             }
-            if let pending = startWaiting(for: request, on: c) {
+            switch startWaiting(for: request, on: c) {
+            case .waiting(let pending):
                 pendingCommands.append(pending)
                 answerFinishedCommands()
-                return
+            case .answered:
+                break
+            case .notAWaitingCommand:
+                let (ok, body) = answer(request)
+                follow(c, c.respond(ok: ok, body: body))
             }
-            let (ok, body) = answer(request)
-            follow(c, c.respond(ok: ok, body: body))
         case .closed:
             loop.forget(c.fd)
             connections.removeValue(forKey: c.fd)
@@ -40,16 +43,26 @@ extension TreeHost {
         }
     }
 
+    /// What `startWaiting` did with a request.
+    enum Waiting {
+        /// Carried out; answered once the work is done.
+        case waiting(PendingCommand)
+        /// Refused (or otherwise answered at once): nothing more to do.
+        case answered
+        /// Not a command that waits: answer it at once.
+        case notAWaitingCommand
+    }
+
     /// `stop`, `start` and `restart` answer once the work is done (like `systemctl`), or
     /// with an error after a deadline; `--no-block` answers at once.
-    func startWaiting(for request: ControlRequest, on connection: ControlConnection) -> PendingCommand? {
+    func startWaiting(for request: ControlRequest, on connection: ControlConnection) -> Waiting {
         let verb = request.command
-        guard ["stop", "start", "restart"].contains(verb), !request.arguments.contains("--no-block") else { return nil }
+        guard ["stop", "start", "restart"].contains(verb), !request.arguments.contains("--no-block") else { return .notAWaitingCommand }
         let words = request.words.filter { $0 != "--no-block" }
         let (ok, body) = answer(ControlRequest(words: words, peerUID: request.peerUID, peerPID: request.peerPID))
         guard ok, let name = words.dropFirst().first else {
             follow(connection, connection.respond(ok: ok, body: body))
-            return nil
+            return .answered
         }
         let ids = tree.resolve(name)
         var budget: Duration = .seconds(2)
@@ -62,8 +75,8 @@ extension TreeHost {
             }
         }
         let previous = Dictionary(uniqueKeysWithValues: ids.map { ($0, tree.incarnation(of: $0)) })
-        return PendingCommand(connection: connection, verb: verb, name: name, nodes: ids, previous: previous,
-                              since: now, deadline: now + budget.nanoseconds)
+        return .waiting(PendingCommand(connection: connection, verb: verb, name: name, nodes: ids, previous: previous,
+                                       since: now, deadline: now + budget.nanoseconds))
     }
 
     /// `restart --handoff NAME`: ask the running instance for a fresh checkpoint; restart
@@ -95,7 +108,13 @@ extension TreeHost {
                 let late = h.waiting.map { tree.name(of: $0) }.sorted().joined(separator: ", ")
                 apply([.record(Record(.command, node: h.name, detail: "no fresh checkpoint from \(late) within 3s; restarting with the last stored one"))])
             }
-            if let pending = startWaiting(for: h.request, on: h.connection) { pendingCommands.append(pending) }
+            switch startWaiting(for: h.request, on: h.connection) {
+            case .waiting(let pending): pendingCommands.append(pending)
+            case .answered: break
+            case .notAWaitingCommand:
+                let (ok, body) = answer(h.request)
+                follow(h.connection, h.connection.respond(ok: ok, body: body))
+            }
         }
         guard !pendingCommands.isEmpty else { return }
         let t = now
