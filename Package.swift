@@ -44,6 +44,9 @@ let package = Package(
         .executableTarget(name: "vigil-test-worker", dependencies: ["VigilWire", "CShim"]),
         // The resurrection benchmark's worker (C, like shared/bench's, plus READY).
         .executableTarget(name: "vigil-bench-worker"),
+        // A worker written against libsystemd alone (sd_notify, FDSTORE, LISTEN_FDS), as an
+        // unmodified daemon would be, spawned by the integration tests.
+        .executableTarget(name: "vigil-sd-test-worker", linkerSettings: [.linkedLibrary("systemd")]),
 
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),

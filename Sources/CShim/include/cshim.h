@@ -74,4 +74,23 @@ int vigil_move_fd_above(int fd, int minimum);
 /// Sets or clears O_NONBLOCK. 0 or -errno.
 int vigil_set_nonblocking(int fd, int on);
 
+/// The sd_notify socket: AF_UNIX datagram, CLOEXEC, non-blocking, SO_PASSCRED, bound at
+/// `path` (a stale file there is removed) with mode 0600. fd or -errno.
+int vigil_notify_socket(const char *path);
+/// Receives one datagram: its length (more than `capacity` when it was cut short), the
+/// sender's pid and uid (0 and -1 when the kernel gave none), and up to `max_fds`
+/// descriptors it carried (CLOEXEC; any beyond are closed). -errno (EAGAIN: none).
+ssize_t vigil_notify_receive(int fd, uint8_t *buffer, size_t capacity, pid_t *pid, uid_t *uid,
+                             int *fds, int max_fds, int *fd_count);
+/// 1 when both descriptors refer to the same file (device and inode), else 0.
+int vigil_same_file(int a, int b);
+/// A CLOEXEC duplicate of fd at the lowest free number >= minimum; the original stays.
+int vigil_dup_above(int fd, int minimum);
+/// Like vigil_spawn, but by fork+execve, so the child can write its own pid into
+/// `listen_pid_slot` (an envp entry of at least 32 bytes) as "LISTEN_PID=<pid>": systemd's
+/// socket-passing protocol. `inherit` may hold any descriptors (they are lifted above the
+/// targets first). Returns 0 and sets *pid, or an errno value (exec failures included).
+int vigil_spawn_listen(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                       const int *inherit, int inherit_count, char *listen_pid_slot, pid_t *pid);
+
 #endif

@@ -110,6 +110,8 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case liquidation
     /// A checkpoint was refused (too large, malformed); the previous one stands.
     case checkpointRefused = "checkpoint_refused"
+    /// Descriptors a child stored with FDSTORE=1 (or removed, or that were refused).
+    case fdStore = "fd_store"
     /// A fact a worker reported for the journal.
     case report
     /// A child broke the protocol (garbage frames, flooding) and is cut off.

@@ -120,6 +120,10 @@ public enum Readiness: String, Sendable, CaseIterable {
     case channel
     /// Ready as soon as the process is running: for programs that speak no protocol.
     case exec
+    /// The program sends `READY=1` to `NOTIFY_SOCKET` (sd_notify), as under systemd's
+    /// `Type=notify`: for unmodified daemons (redis-server --supervised systemd, any
+    /// libsystemd user).
+    case notify
 }
 
 /// A name in `depends_on`, with where it was written.

@@ -15,6 +15,7 @@ public final class EventLoop {
         case controlListener
         case controlConnection(Int32)
         case channel(Int32)
+        case notify
     }
 
     public struct Readiness: Sendable {

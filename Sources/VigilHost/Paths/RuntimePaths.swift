@@ -34,6 +34,8 @@ public struct RuntimePaths: Equatable, Sendable, CustomStringConvertible {
 
     /// The Unix stream socket the operator CLI talks to: `runtime/control.sock`.
     public var controlSocket: String { Self.join(runtimeDirectory, "control.sock") }
+    /// Where children send sd_notify datagrams (their `NOTIFY_SOCKET`).
+    public var notifySocket: String { Self.join(runtimeDirectory, "notify.sock") }
 
     /// The SQLite journal: `state/journal.db`.
     public var journal: String { Self.join(stateDirectory, "journal.db") }

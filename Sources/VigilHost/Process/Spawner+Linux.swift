@@ -14,6 +14,10 @@ public struct SpawnedChild: Sendable {
 /// its own process group, empty signal mask, default dispositions, stdin on /dev/null,
 /// stdout/stderr shared with vigil, and one end of a fresh SOCK_SEQPACKET socketpair at fd 3
 /// (announced in VIGIL_FD). Every other descriptor is closed in the child.
+///
+/// A child with descriptors in vigil's store gets them the systemd way: at fds 3 ... 3+n-1
+/// with `LISTEN_FDS=n`, `LISTEN_FDNAMES` and `LISTEN_PID`, its channel after them. Since
+/// `LISTEN_PID` is the child's own pid, that path forks (`vigil_spawn_listen`).
 public struct Spawner {
     /// vigil's own environment minus what belongs to vigil's supervisor: a child must not
     /// talk to systemd behind vigil's back or think it received vigil's sockets.
@@ -21,6 +25,8 @@ public struct Spawner {
     let runtimeDirectory: String
     let stateDirectory: String
     let heartbeat: Duration
+    /// vigil's sd_notify socket, every child's `NOTIFY_SOCKET`.
+    let notifySocket: String
 
     static let inheritedOnlyByVigil: Set<String> = [
         "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
@@ -28,18 +34,25 @@ public struct Spawner {
     ]
 
     public init(environment: [String: String], runtimeDirectory: String, stateDirectory: String,
-                heartbeat: Duration) {
+                heartbeat: Duration, notifySocket: String) {
         baseEnvironment = environment.filter { !Spawner.inheritedOnlyByVigil.contains($0.key) }
         self.runtimeDirectory = runtimeDirectory
         self.stateDirectory = stateDirectory
         self.heartbeat = heartbeat
+        self.notifySocket = notifySocket
     }
 
     /// The environment a child gets: vigil's, then the spec's, then the channel contract.
-    func environment(for spec: WorkerSpec, name: String, incarnation: UInt64) -> [String] {
+    func environment(for spec: WorkerSpec, name: String, incarnation: UInt64, listening: [String] = []) -> [String] {
         var env = baseEnvironment
         for (k, v) in spec.env { env[k] = v }
-        env[ChildEnvironment.channelFD] = "3"
+        env["NOTIFY_SOCKET"] = notifySocket
+        if !listening.isEmpty {
+            env["LISTEN_FDS"] = String(listening.count)
+            env["LISTEN_FDNAMES"] = listening.joined(separator: ":")
+            env["LISTEN_PID"] = Spawner.listenPIDPlaceholder
+        }
+        env[ChildEnvironment.channelFD] = String(3 + listening.count)
         env[ChildEnvironment.name] = name
         env[ChildEnvironment.incarnation] = String(incarnation)
         env[ChildEnvironment.heartbeatMilliseconds] = String(Int(heartbeat.milliseconds))
@@ -48,8 +61,13 @@ public struct Spawner {
         return env.map { "\($0.key)=\($0.value)" }
     }
 
-    /// Spawns one incarnation of `spec`. Throws the errno of a failed socketpair or exec.
-    public func spawn(_ spec: WorkerSpec, name: String, incarnation: UInt64) throws(SystemError) -> SpawnedChild {
+    /// Room for "LISTEN_PID=<pid>", which the forked child writes over this in place.
+    static let listenPIDPlaceholder = String(repeating: "0", count: 21)
+
+    /// Spawns one incarnation of `spec`, handing it `listening` (name, descriptor) from
+    /// fd 3 on. Throws the errno of a failed socketpair or exec.
+    public func spawn(_ spec: WorkerSpec, name: String, incarnation: UInt64,
+                      listening: [(name: String, fd: Int32)] = []) throws(SystemError) -> SpawnedChild {
         var pair: [Int32] = [-1, -1]
         let rc = pair.withUnsafeMutableBufferPointer { vigil_seqpacket_pair($0.baseAddress) }
         guard rc == 0 else { throw SystemError("socketpair", errno: -rc) }
@@ -58,13 +76,19 @@ public struct Spawner {
         let parentEnd = pair[0]
         defer { close(childEnd) }
 
-        let env = environment(for: spec, name: name, incarnation: incarnation)
+        let env = environment(for: spec, name: name, incarnation: incarnation, listening: listening.map(\.name))
+        let listenSlot = env.firstIndex(of: "LISTEN_PID=" + Spawner.listenPIDPlaceholder)
         var pid: pid_t = 0
         let result = withCStrings(spec.argv) { argv in
             withCStrings(env) { envp in
-                var inherit: [Int32] = [childEnd]
+                var inherit: [Int32] = listening.map(\.fd) + [childEnd]
                 return inherit.withUnsafeMutableBufferPointer { fds in
-                    vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, 1, &pid)
+                    if let listenSlot {
+                        vigil_spawn_listen(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, Int32(fds.count),
+                                           envp[listenSlot], &pid)
+                    } else {
+                        vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, 1, &pid)
+                    }
                 }
             }
         }

@@ -44,10 +44,7 @@ extension TreeHost {
                 tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t))
                 continue
             case .status(let text):
-                // Shown in a terminal table: no escapes, no line breaks, bounded.
-                child.statusText = String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map {
-                    $0.properties.generalCategory == .control ? " " : $0
-                }))
+                child.statusText = Self.displayable(text)
                 continue
             case .stopping:
                 child.statusText = "stopping"
@@ -85,6 +82,14 @@ extension TreeHost {
             child = refreshed
         }
         live[id] = child
+    }
+
+    /// A worker's status text as `vigil status` shows it in a terminal table: no escapes,
+    /// no line breaks, at most 200 characters.
+    static func displayable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map {
+            $0.properties.generalCategory == .control ? " " : $0
+        }))
     }
 
     /// A worker broke the protocol: stop reading it and let the core kill and restart it.

@@ -177,6 +177,7 @@ extension TreeHost {
             switch tree.handle(command, at: Instant(nanoseconds: now)) {
             case .success(let effects):
                 apply(effects)
+                if request.command == "stop" { flushStoredDescriptors(of: tree.resolve(name)) }
                 let targets = tree.resolve(name).map { tree.name(of: $0) }.joined(separator: ", ")
                 return (true, "\(request.command) \(targets): requested; `vigil status` shows the progress\n")
             case .failure(let error):
@@ -218,6 +219,19 @@ extension TreeHost {
             return (true, "pong \(getpid())\n")
         default:
             return (false, "unknown command '\(request.command)'; try: status, stop, start, restart, kill, safe-mode, liquidate, events")
+        }
+    }
+}
+
+extension TreeHost {
+    /// An operator stop ends a child's life, not just one run: like systemd on a full
+    /// stop, vigil closes the descriptors it stored for it (journaled).
+    func flushStoredDescriptors(of ids: [NodeID]) {
+        for id in ids where tree.workerSpec(of: id) != nil {
+            let n = fdStore.flush(tree.name(of: id))
+            if n > 0 {
+                apply([.record(Record(.fdStore, node: tree.name(of: id), detail: "closed \(n) stored descriptor(s): stopped by an operator"))])
+            }
         }
     }
 }

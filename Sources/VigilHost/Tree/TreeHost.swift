@@ -59,6 +59,12 @@ public final class TreeHost {
     /// Each child's last checkpoint, durable across crashes of the child and of vigil.
     let checkpoints: CheckpointStore
     var handoffs = Handoffs()
+    /// Children's sd_notify datagrams come in here.
+    let notifySocket: NotifySocket
+    /// Descriptors children stored with FDSTORE=1, handed to their next incarnation.
+    var fdStore = FDStore()
+    /// Children told once that READY=1 on NOTIFY_SOCKET does not count for their readiness.
+    var toldAboutNotifyReadiness: Set<NodeID> = []
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -88,7 +94,8 @@ public final class TreeHost {
         spawner = Spawner(environment: configuration.environment,
                           runtimeDirectory: configuration.paths.runtimeDirectory,
                           stateDirectory: configuration.paths.stateDirectory,
-                          heartbeat: configuration.topology.settings.heartbeatInterval)
+                          heartbeat: configuration.topology.settings.heartbeatInterval,
+                          notifySocket: configuration.paths.notifySocket)
 
         // Block the signals vigil handles before any thread exists and read them from a
         // signalfd, so none is lost and none interrupts a syscall half-way.
@@ -109,6 +116,12 @@ public final class TreeHost {
         }
         // Orphans of a worker's own children come back to vigil, so a stop leaves nothing.
         _ = vigil_set_child_subreaper()
+        notifySocket = try NotifySocket(path: configuration.paths.notifySocket)
+        do {
+            try loop.register(notifySocket.fd, as: .notify)
+        } catch {
+            throw HostError("event loop: \(error)")
+        }
         do {
             let server = try ControlServer(path: configuration.paths.controlSocket)
             try loop.register(server.listenFD, as: .controlListener)
@@ -142,6 +155,7 @@ public final class TreeHost {
                 case .signals: handleSignals()
                 case .timer: handleTimer()
                 case .channel(let fd): readChannel(fd)
+                case .notify: readNotifications()
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
                 }
@@ -243,7 +257,8 @@ public final class TreeHost {
     private func spawn(_ id: NodeID, _ incarnation: UInt64) -> Event {
         guard let spec = tree.workerSpec(of: id) else { return .spawnFailed(id, incarnation: incarnation, errno: EINVAL) }
         do {
-            let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation)
+            let stored = fdStore.handover(for: tree.name(of: id)).map { (name: $0.name, fd: $0.fd) }
+            let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation, listening: stored)
             live[id] = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
             nodeByPID[child.pid] = id
             nodeByChannel[child.channel] = id
@@ -286,6 +301,8 @@ public final class TreeHost {
     }
 
     private func reapChildren() {
+        // What a child said on NOTIFY_SOCKET just before it died is still attributed to it.
+        readNotifications()
         let gone = reaper.reap(leader: { pid in
             nodeByPID[pid].map { tree.isBeingStopped($0) ? .await : .kill }
         })

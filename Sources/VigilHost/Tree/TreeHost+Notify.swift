@@ -1,0 +1,83 @@
+import CShim
+import Glibc
+import VigilCore
+import VigilWire
+
+/// sd_notify from children: what an unmodified daemon (or a libsystemd worker) says to
+/// `NOTIFY_SOCKET`, attributed by the sender's pid as the kernel reports it.
+extension TreeHost {
+    /// Reads every waiting datagram (bounded per wake-up, so a flood cannot starve the loop).
+    func readNotifications() {
+        for _ in 0..<512 {
+            guard let d = notifySocket.receive() else { return }
+            handle(d)
+        }
+    }
+
+    /// The child that sent a datagram: its main process, or a process in its group (a
+    /// daemon's helper, or `systemd-notify` run from a script). nil for anyone else.
+    func sender(of pid: Int32) -> NodeID? {
+        guard pid > 0 else { return nil }
+        if let id = nodeByPID[pid] { return id }
+        let group = getpgid(pid)
+        return group > 0 ? nodeByPID[group] : nil
+    }
+
+    private func handle(_ d: NotifySocket.Datagram) {
+        var fds = d.fds
+        defer { for fd in fds { close(fd) } }  // whatever is not stored is closed
+        guard let id = sender(of: d.pid), var child = live[id] else { return }  // not a child: ignored
+        let name = tree.name(of: id)
+        let t = now
+        guard let bytes = d.bytes, let m = try? NotifyMessage(parsing: bytes) else {
+            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: ignored a malformed or oversized (\(d.length) bytes) notification from \(name) pid \(d.pid)")
+            return
+        }
+        if m.isSet("BARRIER") { return }  // closing its fd (the defer) is the answer
+        if let text = m["STATUS"] { child.statusText = Self.displayable(text) }
+        if m.isSet("STOPPING") { child.statusText = "stopping" }
+        live[id] = child
+        if m.isSet("FDSTOREREMOVE") { removeStored(m, of: id, name: name, pid: d.pid) }
+        if m.isSet("FDSTORE") {
+            keepStored(&fds, m, of: id, name: name, pid: d.pid)
+        }
+        if m["WATCHDOG"] == "1" { tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t)) }
+        if m.isSet("READY") {
+            if tree.workerSpec(of: id)?.readiness == .notify {
+                apply(tree.handle(.ready(id, incarnation: child.incarnation), at: Instant(nanoseconds: t)))
+            } else if toldAboutNotifyReadiness.insert(id).inserted {
+                apply([.record(Record(.report, node: name, pid: d.pid, incarnation: child.incarnation,
+                                      detail: "sent READY=1 to NOTIFY_SOCKET, which does not count for readiness: \(tree.workerSpec(of: id)?.readiness.rawValue ?? "?"); set readiness: notify in its spec to wait for it"))])
+            }
+        }
+    }
+
+    /// FDSTORE=1: keeps the datagram's descriptors (they leave `fds`), journaled.
+    private func keepStored(_ fds: inout [Int32], _ m: NotifyMessage, of id: NodeID, name: String, pid: Int32) {
+        let incarnation = live[id]?.incarnation
+        switch m.fdName() {
+        case .failure(let e):
+            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: incarnation,
+                                  detail: "refused \(fds.count) descriptor(s): \(e); nothing stored"))])
+        case .success(let given):
+            guard !fds.isEmpty else { return }
+            let fdName = given ?? "stored"
+            let outcome = fdStore.store(fds, name: fdName, for: name)
+            fds = []
+            var detail = "stored \(outcome.stored) descriptor(s) as '\(fdName)' (\(fdStore.handover(for: name).count) kept for the next incarnation)"
+            if outcome.duplicates > 0 { detail += "; \(outcome.duplicates) already stored" }
+            if outcome.refused > 0 { detail += "; REFUSED \(outcome.refused): at most \(FDStore.defaultLimit) per child" }
+            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: incarnation, detail: detail))])
+        }
+    }
+
+    /// FDSTOREREMOVE=1 + FDNAME=: drops the stored descriptors by that name.
+    private func removeStored(_ m: NotifyMessage, of id: NodeID, name: String, pid: Int32) {
+        guard case .success(let fdName?) = m.fdName() else { return }
+        let n = fdStore.remove(name: fdName, for: name)
+        if n > 0 {
+            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: live[id]?.incarnation,
+                                  detail: "removed \(n) stored descriptor(s) named '\(fdName)'"))])
+        }
+    }
+}

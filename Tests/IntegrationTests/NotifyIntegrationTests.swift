@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+/// sd_notify from children with a worker written against libsystemd alone: readiness,
+/// status, watchdog pings and the file descriptor store (FDSTORE=1 / LISTEN_FDS).
+@Suite("sd_notify and the descriptor store with a libsystemd worker", .serialized)
+struct NotifyIntegrationTests {
+    static var sdWorker: String { VigilUnderTest.products + "/vigil-sd-test-worker" }
+
+    func tree(readiness: String = "notify", extra: String = "") throws -> VigilUnderTest {
+        try VigilUnderTest("""
+        name: t
+        children:
+          - worker: daemon
+            argv: [\(Self.sdWorker)]
+            readiness: \(readiness)
+            watchdog: 2s
+        \(extra)
+        """)
+    }
+
+    @Test func aMemfdStoredWithFDSTOREComesBackAfterKillNine() throws {
+        let v = try tree()
+        let s0 = v.waitFor("READY=1 through sd_notify") { $0["daemon"]?.state == "ready" && $0["daemon"]?.workerStatus == "restored=none" }
+        v.waitFor("stored") { _ in v.events().contains { $0.contains("fd_store") && $0.contains("stored 1 descriptor(s) as 'state'") } }
+        kill(s0["daemon"]!.pid!, SIGKILL)
+        let s1 = v.waitFor("the next incarnation read its predecessor's memfd") {
+            $0["daemon"]?.pid != s0["daemon"]?.pid && $0["daemon"]?.workerStatus == "restored=incarnation 1"
+        }
+        // Its own store replaced the old one (FDSTOREREMOVE + FDSTORE): one is kept.
+        v.waitFor("replaced") { _ in v.events().contains { $0.contains("removed 1 stored descriptor(s) named 'state'") } }
+        kill(s1["daemon"]!.pid!, SIGKILL)
+        v.waitFor("and again") { $0["daemon"]?.workerStatus == "restored=incarnation 2" }
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func anOperatorStopClosesTheStoredDescriptors() throws {
+        let v = try tree()
+        v.waitFor("ready") { $0["daemon"]?.workerStatus == "restored=none" }
+        #expect(try v.control(["stop", "daemon"]).ok)
+        #expect(v.events().contains { $0.contains("closed 1 stored descriptor(s): stopped by an operator") })
+        #expect(try v.control(["start", "daemon"]).ok)
+        v.waitFor("a fresh start has nothing to restore") { $0["daemon"]?.state == "ready" && $0["daemon"]?.workerStatus == "restored=none" }
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func aDatagramFromAProcessThatIsNoChildIsIgnored() throws {
+        let v = try tree()
+        let s0 = v.waitFor("ready") { $0["daemon"]?.workerStatus == "restored=none" }
+        #expect(sendDatagram("READY=1\nSTATUS=forged\nFDSTOREREMOVE=1\nFDNAME=state", to: v.runtimeDirectory + "/notify.sock"))
+        #expect(v.status()?["daemon"]?.workerStatus != "forged")
+        // Datagrams are read in arrival order: everything the next incarnation says comes
+        // after the forged one. Had vigil taken its FDSTOREREMOVE, nothing would be restored.
+        kill(s0["daemon"]!.pid!, SIGKILL)
+        v.waitFor("the store survived the forged removal") {
+            $0["daemon"]?.pid != s0["daemon"]?.pid && $0["daemon"]?.workerStatus == "restored=incarnation 1"
+        }
+        // The first incarnation stored once and removed nothing; only the second removed
+        // (its own predecessor's state, replacing it).
+        #expect(!v.events().contains { $0.contains("removed") && $0.contains("inc=1 ") })
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func readyOnNotifySocketWithChannelReadinessSaysWhatToChange() throws {
+        let v = try tree(readiness: "channel")
+        v.waitFor("told") { _ in v.events().contains { $0.contains("set readiness: notify in its spec") } }
+        #expect(v.status()?["daemon"]?.state == "starting")
+        #expect(v.interrupt() == 0)
+    }
+}
+
+/// Sends one datagram to a Unix socket path from this (non-child) process.
+func sendDatagram(_ text: String, to path: String) -> Bool {
+    let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+    }
+    let payload = Array(text.utf8)
+    let sent = withUnsafePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+            sendto(fd, payload, payload.count, 0, sa, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    return sent == payload.count
+}
