@@ -1,3 +1,4 @@
+import CShim
 import Foundation
 import Testing
 
@@ -7,7 +8,7 @@ import Testing
 struct NotifyIntegrationTests {
     static var sdWorker: String { VigilUnderTest.products + "/vigil-sd-test-worker" }
 
-    func tree(readiness: String = "notify", extra: String = "") throws -> VigilUnderTest {
+    func tree(readiness: String = "notify", start: Bool = true, extra: String = "") throws -> VigilUnderTest {
         try VigilUnderTest("""
         name: t
         children:
@@ -16,7 +17,7 @@ struct NotifyIntegrationTests {
             readiness: \(readiness)
             watchdog: 2s
         \(extra)
-        """)
+        """, start: start)
     }
 
     @Test func aMemfdStoredWithFDSTOREComesBackAfterKillNine() throws {
@@ -66,6 +67,48 @@ struct NotifyIntegrationTests {
         v.waitFor("told") { _ in v.events().contains { $0.contains("set readiness: notify in its spec") } }
         #expect(v.status()?["daemon"]?.state == "starting")
         #expect(v.interrupt() == 0)
+    }
+
+    /// Under systemd, what a child stores goes on to systemd's store for vigil, and comes
+    /// back through LISTEN_FDS when vigil is started again: state survives vigil's restart.
+    @Test func storedDescriptorsGoUpToSystemdAndComeBackWhenVigilRestarts() throws {
+        let upstream = NSTemporaryDirectory() + "vigil-up-" + UUID().uuidString.prefix(8) + ".sock"
+        let fd = vigil_notify_socket(upstream)
+        try #require(fd >= 0)
+        defer { close(fd); unlink(upstream) }
+        let v = try tree(start: false)
+        try v.launch(["up", v.topologyPath], environment: ["NOTIFY_SOCKET": upstream])
+        v.waitFor("ready") { $0["daemon"]?.workerStatus == "restored=none" }
+        // vigil's own notifications: find the FDSTORE one and read the memfd it carried.
+        var kept: String?
+        let deadline = Date().addingTimeInterval(10)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var fds = [Int32](repeating: -1, count: 8)
+        while kept == nil && Date() < deadline {
+            var pid: pid_t = 0, uid: uid_t = 0, count: Int32 = 0
+            let n = vigil_notify_receive(fd, &buffer, buffer.count, &pid, &uid, &fds, 8, &count)
+            if n < 0 { usleep(10_000); continue }
+            let text = String(decoding: buffer.prefix(Int(n)), as: UTF8.self)
+            for i in 0..<Int(count) {
+                if text == "FDSTORE=1\nFDNAME=vigil/daemon/state" {
+                    var content = [UInt8](repeating: 0, count: 64)
+                    let got = pread(fds[i], &content, content.count, 0)
+                    kept = String(decoding: content.prefix(max(0, got)), as: UTF8.self)
+                }
+                close(fds[i])
+            }
+        }
+        #expect(kept == "incarnation 1", "systemd would keep what the child stored")
+        #expect(v.interrupt() == 0)
+
+        // A new vigil that systemd hands the kept descriptor (a file with a state in it).
+        let state = v.directory + "/kept-state"
+        try "incarnation 41".write(toFile: state, atomically: true, encoding: .utf8)
+        let w = try tree(start: false)
+        try w.launch([], shell: "exec 3<'\(state)'; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=vigil/daemon/state exec '\(VigilUnderTest.vigil)' up '\(w.topologyPath)'")
+        w.waitFor("the child got its state back across vigil's restart") { $0["daemon"]?.workerStatus == "restored=incarnation 41" }
+        #expect(w.events().contains { $0.contains("took back 1 stored descriptor(s) from systemd's store") })
+        #expect(w.interrupt() == 0)
     }
 }
 

@@ -35,12 +35,15 @@ final class VigilUnderTest {
         if start { try launch(["up", topologyPath]) }
     }
 
-    /// Starts vigil; `environment` adds to (or overrides) the test process's own.
-    func launch(_ arguments: [String], environment extra: [String: String] = [:]) throws {
+    /// Starts vigil; `environment` adds to (or overrides) the test process's own. With
+    /// `shell`, runs `/bin/sh -c shell` instead (which must `exec` vigil, so the process
+    /// under test is vigil itself), for what only a shell sets up: inherited descriptors,
+    /// `LISTEN_PID=$$`.
+    func launch(_ arguments: [String], environment extra: [String: String] = [:], shell: String? = nil) throws {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
-        process.executableURL = URL(fileURLWithPath: Self.vigil)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: shell == nil ? Self.vigil : "/bin/sh")
+        process.arguments = shell.map { ["-c", $0] } ?? arguments
         var env = ProcessInfo.processInfo.environment
         env["VIGIL_RUNTIME_DIR"] = runtimeDirectory
         env["VIGIL_STATE_DIR"] = stateDirectory

@@ -10,6 +10,10 @@ import Glibc
 /// closed rather than stored twice; at most `limit` per child (FileDescriptorStoreMax),
 /// the rest closed and reported; `FDSTOREREMOVE=1` + `FDNAME=` drops every one by that
 /// name; names default to "stored".
+///
+/// Under systemd, vigil forwards each stored descriptor to its own store in systemd as
+/// `vigil/<child>/<name>` (`upstreamName`), and takes them back from `LISTEN_FDS` when it
+/// starts again, so a child's descriptors survive a restart of vigil too.
 struct FDStore {
     struct Entry {
         var name: String
@@ -24,9 +28,11 @@ struct FDStore {
 
     /// What `store` did, for the journal.
     struct Outcome: Equatable {
-        var stored = 0
+        /// The descriptors now in the store (owned by it).
+        var kept: [Int32] = []
         var duplicates = 0
         var refused = 0
+        var stored: Int { kept.count }
     }
 
     /// Takes ownership of `fds`: each is stored or closed.
@@ -42,7 +48,7 @@ struct FDStore {
                 outcome.refused += 1
             } else {
                 kept.append(Entry(name: name, fd: fd))
-                outcome.stored += 1
+                outcome.kept.append(fd)
             }
         }
         entries[child] = kept
@@ -67,4 +73,32 @@ struct FDStore {
 
     /// What the next incarnation of `child` is handed, in store order.
     func handover(for child: String) -> [Entry] { entries[child] ?? [] }
+
+    /// The distinct names `child` stored under.
+    func names(of child: String) -> [String] {
+        var seen: [String] = []
+        for e in entries[child] ?? [] where !seen.contains(e.name) { seen.append(e.name) }
+        return seen
+    }
+
+    /// The name vigil stores a child's descriptor under in systemd's store for vigil:
+    /// `vigil/<child>/<name>` (child names have no '/' or ':'; fd names no ':'). nil when
+    /// it would exceed systemd's 255 bytes.
+    static func upstreamName(child: String, name: String) -> String? {
+        let s = "vigil/\(child)/\(name)"
+        return s.utf8.count <= 255 ? s : nil
+    }
+
+    /// The child and name in an `upstreamName`, or nil for a descriptor vigil did not store.
+    static func parseUpstreamName(_ s: String) -> (child: String, name: String)? {
+        guard s.hasPrefix("vigil/") else { return nil }
+        let rest = s.dropFirst("vigil/".count)
+        guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex, rest.index(after: slash) != rest.endIndex else { return nil }
+        return (String(rest[..<slash]), String(rest[rest.index(after: slash)...]))
+    }
+
+    /// Takes a descriptor back from systemd at start-up.
+    mutating func adopt(_ fd: Int32, name: String, for child: String) {
+        entries[child, default: []].append(Entry(name: name, fd: fd))
+    }
 }

@@ -111,6 +111,40 @@ public struct SystemdNotifier: Sendable {
         try send("WATCHDOG=1")
     }
 
+    /// `FDSTORE=1` + `FDNAME=`: hands `fds` to systemd's descriptor store for vigil itself
+    /// (`FileDescriptorStoreMax=` in the unit), so they come back as `LISTEN_FDS` when
+    /// vigil is restarted. systemd duplicates them; the caller keeps its own.
+    @discardableResult
+    public func storeDescriptors(_ fds: [Int32], name: String) throws(SystemdNotifyError) -> Bool {
+        guard isEnabled, !fds.isEmpty else { return false }
+        let state = "FDSTORE=1\nFDNAME=\(name)"
+        let rc = fds.withUnsafeBufferPointer { sd_pid_notify_with_fds(0, 0, state, $0.baseAddress, UInt32($0.count)) }
+        if rc < 0 { throw SystemdNotifyError(errno: -rc, message: state) }
+        return rc > 0
+    }
+
+    /// `FDSTOREREMOVE=1` + `FDNAME=`: systemd closes what it keeps under that name.
+    @discardableResult
+    public func removeStoredDescriptors(name: String) throws(SystemdNotifyError) -> Bool {
+        try send("FDSTOREREMOVE=1\nFDNAME=\(name)")
+    }
+
+    /// The descriptors systemd passed to this process (`LISTEN_FDS` from fd 3, checked
+    /// against `LISTEN_PID`), with their `LISTEN_FDNAMES`; the variables are unset so no
+    /// child inherits them. Empty when none were passed.
+    public static func receivedDescriptors() -> [(name: String, fd: Int32)] {
+        var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        let n = sd_listen_fds_with_names(1, &names)
+        guard n > 0 else { return [] }
+        defer {
+            for i in 0..<Int(n) { free(names?[i]) }
+            free(names)
+        }
+        return (0..<Int(n)).map { i in
+            (names?[i].map { String(cString: $0) } ?? "unknown", SD_LISTEN_FDS_START + Int32(i))
+        }
+    }
+
     /// Sends raw newline-separated `KEY=VALUE` assignments.
     /// - Returns: true when sent, false when not enabled (nothing to do).
     @discardableResult

@@ -228,7 +228,13 @@ extension TreeHost {
     /// stop, vigil closes the descriptors it stored for it (journaled).
     func flushStoredDescriptors(of ids: [NodeID]) {
         for id in ids where tree.workerSpec(of: id) != nil {
-            let n = fdStore.flush(tree.name(of: id))
+            let name = tree.name(of: id)
+            if notifier.isEnabled {
+                for fdName in fdStore.names(of: name) {
+                    if let upstream = FDStore.upstreamName(child: name, name: fdName) { _ = try? notifier.removeStoredDescriptors(name: upstream) }
+                }
+            }
+            let n = fdStore.flush(name)
             if n > 0 {
                 apply([.record(Record(.fdStore, node: tree.name(of: id), detail: "closed \(n) stored descriptor(s): stopped by an operator"))])
             }

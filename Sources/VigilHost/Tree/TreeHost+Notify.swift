@@ -67,6 +67,7 @@ extension TreeHost {
             var detail = "stored \(outcome.stored) descriptor(s) as '\(fdName)' (\(fdStore.handover(for: name).count) kept for the next incarnation)"
             if outcome.duplicates > 0 { detail += "; \(outcome.duplicates) already stored" }
             if outcome.refused > 0 { detail += "; REFUSED \(outcome.refused): at most \(FDStore.defaultLimit) per child" }
+            if notifier.isEnabled { detail += forwardUpstream(outcome.kept, child: name, name: fdName) }
             apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: incarnation, detail: detail))])
         }
     }
@@ -75,9 +76,44 @@ extension TreeHost {
     private func removeStored(_ m: NotifyMessage, of id: NodeID, name: String, pid: Int32) {
         guard case .success(let fdName?) = m.fdName() else { return }
         let n = fdStore.remove(name: fdName, for: name)
+        if n > 0, notifier.isEnabled, let upstream = FDStore.upstreamName(child: name, name: fdName) {
+            _ = try? notifier.removeStoredDescriptors(name: upstream)
+        }
         if n > 0 {
             apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: live[id]?.incarnation,
                                   detail: "removed \(n) stored descriptor(s) named '\(fdName)'"))])
+        }
+    }
+
+    /// Hands newly stored descriptors on to systemd's store for vigil, so they outlive
+    /// this vigil process; a note for the journal line.
+    private func forwardUpstream(_ fds: [Int32], child: String, name: String) -> String {
+        guard !fds.isEmpty else { return "" }
+        guard let upstream = FDStore.upstreamName(child: child, name: name) else {
+            return "; not kept by systemd (name too long): lost if vigil restarts"
+        }
+        do {
+            try notifier.storeDescriptors(fds, name: upstream)
+            return "; kept by systemd too, as '\(upstream)'"
+        } catch {
+            return "; systemd did not keep them (\(error)): lost if vigil restarts"
+        }
+    }
+
+    /// At start-up: the descriptors systemd kept for vigil's children (see FDStore).
+    func adoptDescriptorsFromSystemd() {
+        var adopted: [String: Int] = [:]
+        for (upstream, fd) in SystemdNotifier.receivedDescriptors() {
+            guard let (child, name) = FDStore.parseUpstreamName(upstream), !tree.resolve(child).isEmpty else {
+                close(fd)  // not one vigil stored, or for a child no longer in the topology
+                continue
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            fdStore.adopt(fd, name: name, for: child)
+            adopted[child, default: 0] += 1
+        }
+        for (child, n) in adopted.sorted(by: { $0.key < $1.key }) {
+            apply([.record(Record(.fdStore, node: child, detail: "took back \(n) stored descriptor(s) from systemd's store after vigil restarted"))])
         }
     }
 }

@@ -139,6 +139,7 @@ public final class TreeHost {
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
         stopLeftoversOfAPreviousVigil()
+        adoptDescriptorsFromSystemd()
         apply(tree.handle(.start, at: Instant(nanoseconds: now)))
 
         while outcome == nil {
