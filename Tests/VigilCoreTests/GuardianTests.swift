@@ -138,11 +138,45 @@ struct GuardianTests {
         #expect(h.spawnOrder.isEmpty)
     }
 
-    @Test func noLiveGuardianIsTheFailSafe() {
+    @Test func aRestartingGuardianIsRestartedFirstAndThenAsked() {
         var h = Self.tree()
         h.start()
         h.readyOnSpawn = false
         h.exit("guardian")   // not guarded itself: restarted at once, but not READY yet
+        h.clearLogs()
+        h.exit("runner.2")
+        #expect(questions(h).isEmpty, "nobody to ask yet")
+        #expect(h.tree.safeMode == nil)
+        #expect(h.state("runner.2") == "awaiting guardian")
+        #expect(h.records(.guardianAsked).last?.detail.contains("held until the restarting guardian is READY") == true)
+        h.advance(.seconds(1))
+        h.ready("guardian")
+        let q = questions(h)
+        #expect(q.map(\.child) == ["runner.2"])
+        h.send(.verdict(id: q[0].id, .allow))
+        #expect(h.spawnOrder.contains("runner.2"))
+    }
+
+    @Test func aGuardianThatIsNotBackInTimeIsTheFailSafe() {
+        var h = Self.tree(timeout: .seconds(2))
+        h.start()
+        h.readyOnSpawn = false
+        h.exit("guardian")
+        h.exit("runner.2")
+        h.advance(.seconds(2))
+        #expect(h.tree.safeMode?.reason.contains("did not answer about runner.2 within 2s") == true)
+        #expect(h.state("runner.2") == "stopped (safe mode)")
+        // Late READY of the guardian: the question is gone, nothing is asked.
+        h.clearLogs()
+        h.ready("guardian")
+        #expect(questions(h).isEmpty)
+    }
+
+    @Test func aGuardianHeldDownByAnOperatorIsNoGuardian() {
+        var h = Self.tree()
+        h.start()
+        #expect(h.command(.stop("guardian")) == nil)
+        h.exit("guardian", .signaled(15))
         h.clearLogs()
         h.exit("runner.2")
         #expect(questions(h).isEmpty)

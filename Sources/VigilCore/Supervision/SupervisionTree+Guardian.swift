@@ -35,7 +35,7 @@ extension SupervisionTree {
             refuseForSafeMode(id, detail: "\(name) is guarded and the tree is in safe mode: not restarted (\(reason))")
             return
         }
-        guard let guardian = guardianNode, nodes[guardian.index].state == .running else {
+        guard let guardian = guardianNode, nodes[guardian.index].state == .running || guardianIsComingBack(guardian) else {
             refuseForSafeMode(id, detail: "no live guardian to approve restarting \(name): fail-safe, not restarted")
             enterSafeMode("no live guardian to approve restarting \(name)", by: "vigil (fail-safe)")
             return
@@ -45,9 +45,40 @@ extension SupervisionTree {
                                         recentRestarts: recentRestarts(of: id), incarnation: nodes[id.index].incarnation)
         pendingQuestions[question.id] = PendingQuestion(node: id, restart: restart)
         nodes[id.index].state = .awaitingGuardian(question.id)
+        // The same deadline either way: a guardian that is not back and answering within
+        // it is no guardian, and the fail-safe applies.
         timers.schedule(.guardianTimeout(question.id), at: now + settings.guardianTimeout)
-        emit(.guardianAsked, id, detail: "question \(question.id): may \(name) restart after \(reason)? (\(question.recentRestarts) recent restarts)")
-        effects.append(.askGuardian(guardian, question))
+        if nodes[guardian.index].state == .running {
+            emit(.guardianAsked, id, detail: "question \(question.id): may \(name) restart after \(reason)? (\(question.recentRestarts) recent restarts)")
+            effects.append(.askGuardian(guardian, question))
+        } else {
+            // The guardian is restarted first (it is never guarded); the question waits for it.
+            emit(.guardianAsked, id, detail: "question \(question.id): may \(name) restart after \(reason)? (\(question.recentRestarts) recent restarts); held until the restarting guardian is READY")
+            questionsForTheReturningGuardian.append(question)
+        }
+    }
+
+    /// A guardian that is down but will be started again by itself (crashed and
+    /// restarting, backing off, or in a cascade), as opposed to one held down by an
+    /// operator, finished, or kept down by safe mode.
+    func guardianIsComingBack(_ g: NodeID) -> Bool {
+        let n = nodes[g.index]
+        guard !n.held, !n.finished, !n.downForSafeMode else { return false }
+        switch n.state {
+        case .idle, .backoff, .spawning, .starting: return true
+        case .stopping(let why): return why != .operatorStop
+        case .running, .stopped, .awaitingGuardian: return false
+        }
+    }
+
+    /// The guardian is READY again: it hears the questions that waited for it.
+    mutating func guardianReturned() {
+        let waiting = questionsForTheReturningGuardian
+        questionsForTheReturningGuardian = []
+        guard let guardian = guardianNode else { return }
+        for q in waiting where pendingQuestions[q.id] != nil {
+            effects.append(.askGuardian(guardian, q))
+        }
     }
 
     /// Restarts of `id`'s supervisor within its intensity period (the shared window).

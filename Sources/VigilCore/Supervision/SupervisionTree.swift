@@ -23,6 +23,8 @@ public struct SupervisionTree {
     var readyAnnounced = false
     var safeModeState: SafeModeState?
     var pendingQuestions: [UInt64: PendingQuestion] = [:]
+    /// Questions held until the guardian, restarting, is READY again (see askGuardian).
+    var questionsForTheReturningGuardian: [GuardianQuestion] = []
     var nextQuestion: UInt64 = 0
 
     public let settings: TreeSettings
@@ -216,6 +218,7 @@ public struct SupervisionTree {
         }
         let took = now.duration(since: nodes[id.index].startedAt ?? now)
         emit(.ready, id, detail: "after \(formatMilliseconds(took))")
+        if id == guardianNode { guardianReturned() }
     }
 
     private mutating func fireTimers() {
