@@ -27,8 +27,9 @@ import Synchronization
 /// Frames from vigil are handled on the channel thread, one at a time. A frame goes to its
 /// specific handler when one is set (`onCheckpointRequest`, `onRestartRequest`, `onNotice`,
 /// `onCheckpointRefused`), and to `onMessage` otherwise, so a worker written against
-/// `onMessage` alone still sees every frame. Set handlers before `ready()`: vigil may
-/// send requests as soon as the worker is READY.
+/// `onMessage` alone still sees every frame. A frame no handler takes yet is kept (up
+/// to 64) and handed over when its handler is set, so nothing vigil says between
+/// `connect()` and the handlers being set is lost.
 ///
 /// Every method is thread-safe. Deliberately free of Foundation: it costs every restart
 /// milliseconds of dynamic loading.
@@ -78,13 +79,17 @@ public final class Worker: Sendable {
     private let sendLock = Mutex<Void>(())
     private let handlers = Mutex<Handlers>(Handlers())
     private let logPrefix: [UInt8]
-    /// Frames that came before `.restore` (impossible by contract), kept until a handler
-    /// that takes them is set, then handed to it on the channel thread.
-    private let early: Mutex<[Frame]>
-    /// Self-pipe that wakes the channel thread when a handler is set while `early` holds
-    /// frames; -1 (no pipe) when nothing came early.
-    private let earlyWakeRead: Int32
-    private let earlyWakeWrite: Int32
+    /// Frames no handler took yet, kept (at most `keptFramesLimit`) until one that takes
+    /// them is set, then handed to it on the channel thread in arrival order. They are
+    /// normal at start-up: vigil's greeting (`safe_mode=on` for a tree in safe mode, a
+    /// liquidation in progress) follows `.restore` at once, usually before `main` has set
+    /// its handlers, and must not be lost.
+    private let kept: Mutex<[Frame]>
+    static let keptFramesLimit = 64
+    /// Self-pipe that wakes the channel thread when a handler is set while `kept` holds
+    /// frames; -1 when standalone.
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
 
     /// The handlers for frames from vigil; nil ones fall through to `message`.
     private struct Handlers {
@@ -167,8 +172,8 @@ public final class Worker: Sendable {
             let handoff = Worker.awaitRestore(fd: fd, logPrefix: logPrefix)
             restoreReceived = handoff.received
             restoredState = handoff.state
-            early = Mutex(handoff.early)
-            if !handoff.early.isEmpty && pipe(&wake) == 0 {
+            kept = Mutex(handoff.early)
+            if pipe(&wake) == 0 {
                 for w in wake {
                     _ = fcntl(w, F_SETFD, FD_CLOEXEC)
                     _ = fcntl(w, F_SETFL, fcntl(w, F_GETFL) | O_NONBLOCK)
@@ -179,10 +184,10 @@ public final class Worker: Sendable {
         } else {
             restoreReceived = false
             restoredState = nil
-            early = Mutex([])
+            kept = Mutex([])
         }
-        earlyWakeRead = wake[0]
-        earlyWakeWrite = wake[1]
+        wakeRead = wake[0]
+        wakeWrite = wake[1]
         for p in problems { log(p) }
     }
 
@@ -300,7 +305,7 @@ public final class Worker: Sendable {
     /// one frame at a time; keep it short and protect shared state.
     public func onMessage(_ body: @escaping @Sendable (Frame) -> Void) {
         handlers.withLock { $0.message = body }
-        wakeForEarlyFrames()
+        wakeForKeptFrames()
     }
 
     /// Sets what the SDK calls when vigil asks for a fresh checkpoint (a planned handoff,
@@ -310,7 +315,7 @@ public final class Worker: Sendable {
     /// cannot hand off) and passed to `onMessage`.
     public func onCheckpointRequest(_ body: @escaping @Sendable () -> [UInt8]) {
         handlers.withLock { $0.checkpointRequest = body }
-        wakeForEarlyFrames()
+        wakeForKeptFrames()
     }
 
     /// For the worker with role `guardian`: decides whether a guarded child may be
@@ -320,7 +325,7 @@ public final class Worker: Sendable {
     /// to `onMessage` (which must answer with `answer(_:with:)`), or are logged unanswered.
     public func onRestartRequest(_ body: @escaping @Sendable (RestartRequest) -> Verdict) {
         handlers.withLock { $0.restartRequest = body }
-        wakeForEarlyFrames()
+        wakeForKeptFrames()
     }
 
     /// Answers a restart request by hand (for a guardian that takes them in `onMessage`).
@@ -343,7 +348,7 @@ public final class Worker: Sendable {
     /// Without it, notices go to `onMessage`.
     public func onNotice(_ body: @escaping @Sendable (String, String) -> Void) {
         handlers.withLock { $0.notice = body }
-        wakeForEarlyFrames()
+        wakeForKeptFrames()
     }
 
     /// Sets the handler for vigil's refusal of a checkpoint (too large, not storable): the
@@ -351,7 +356,7 @@ public final class Worker: Sendable {
     /// frame then goes to `onMessage`.
     public func onCheckpointRefused(_ body: @escaping @Sendable (String) -> Void) {
         handlers.withLock { $0.checkpointRefused = body }
-        wakeForEarlyFrames()
+        wakeForKeptFrames()
     }
 
     /// Sends one frame. Droppable frames (heartbeat, status) are not worth blocking for
@@ -492,8 +497,8 @@ public final class Worker: Sendable {
         var nextBeat = vigil_monotonic_ns()
         var buffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
         var fds = [pollfd(fd: channelFD, events: Int16(POLLIN), revents: 0)]
-        if earlyWakeRead >= 0 { fds.append(pollfd(fd: earlyWakeRead, events: Int16(POLLIN), revents: 0)) }
-        deliverEarlyFrames()
+        if wakeRead >= 0 { fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)) }
+        deliverKeptFrames()
         while true {
             var timeout: Int32 = -1
             if heartbeatMode == .automatic {
@@ -515,8 +520,8 @@ public final class Worker: Sendable {
             if n == 0 { continue }
             if fds.count > 1 && fds[1].revents != 0 {
                 var drain = [UInt8](repeating: 0, count: 64)
-                while drain.withUnsafeMutableBytes({ read(earlyWakeRead, $0.baseAddress, $0.count) }) > 0 {}
-                deliverEarlyFrames()
+                while drain.withUnsafeMutableBytes({ read(wakeRead, $0.baseAddress, $0.count) }) > 0 {}
+                deliverKeptFrames()
             }
             if fds[0].revents == 0 { continue }
             let got = buffer.withUnsafeMutableBytes { raw in
@@ -540,8 +545,18 @@ public final class Worker: Sendable {
                 log("dropping an undecodable frame from vigil: \(error)")
                 continue
             }
-            dispatch(frame)
+            if isHandled(frame) { dispatch(frame) } else { keep(frame) }
         }
+    }
+
+    /// Keeps a frame no handler takes yet (see `kept`).
+    private func keep(_ frame: Frame) {
+        let room = kept.withLock { k in
+            guard k.count < Worker.keptFramesLimit else { return false }
+            k.append(frame)
+            return true
+        }
+        if !room { log("dropping frame \(frame.kindName) from vigil: no handler takes it and \(Worker.keptFramesLimit) are kept already") }
     }
 
     /// Hands one frame to its handler (see the class comment), on the channel thread.
@@ -578,7 +593,7 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Whether a handler would take `frame` now (for frames kept from before `.restore`).
+    /// Whether a handler would take `frame` now.
     private func isHandled(_ frame: Frame) -> Bool {
         handlers.withLock { h in
             if h.message != nil { return true }
@@ -592,10 +607,10 @@ public final class Worker: Sendable {
         }
     }
 
-    /// On the channel thread: hands the kept early frames that now have a handler to it,
-    /// in arrival order; the others stay.
-    private func deliverEarlyFrames() {
-        let ready: [Frame] = early.withLock { kept in
+    /// On the channel thread: hands the kept frames that now have a handler to it, in
+    /// arrival order; the others stay.
+    private func deliverKeptFrames() {
+        let ready: [Frame] = kept.withLock { kept in
             var now: [Frame] = []
             var later: [Frame] = []
             for f in kept { if isHandled(f) { now.append(f) } else { later.append(f) } }
@@ -605,11 +620,11 @@ public final class Worker: Sendable {
         for f in ready { dispatch(f) }
     }
 
-    /// A handler was set: if early frames wait, wake the channel thread to deliver them.
-    private func wakeForEarlyFrames() {
-        guard earlyWakeWrite >= 0, !early.withLock({ $0.isEmpty }) else { return }
+    /// A handler was set: if kept frames wait, wake the channel thread to deliver them.
+    private func wakeForKeptFrames() {
+        guard wakeWrite >= 0, !kept.withLock({ $0.isEmpty }) else { return }
         var byte: UInt8 = 1
-        _ = Glibc.write(earlyWakeWrite, &byte, 1)
+        _ = Glibc.write(wakeWrite, &byte, 1)
     }
 
     /// Vigil is gone. A worker never outlives vigil: exit now, unless the worker is already
