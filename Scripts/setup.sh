@@ -4,7 +4,7 @@
 # pkg-config) and the tools its tests use. Safe to run again; needs root (or sudo).
 set -euo pipefail
 
-packages=(pkg-config libsystemd-dev libsqlite3-dev libyaml-dev sqlite3 systemd python3)
+packages=(pkg-config libsystemd-dev libsqlite3-dev libyaml-dev sqlite3 systemd python3 redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
