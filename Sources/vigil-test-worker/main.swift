@@ -12,6 +12,7 @@
 //                         delay:MS, safe_mode, liquidate, silent) and status "asked=<count>"
 //   TW_GARBAGE=1          send an invalid frame after READY
 //   TW_FLOOD=1            send heartbeats as fast as possible after READY
+//   TW_HANG_AFTER_MS=N    stop heartbeating N ms after start (still running: hung)
 //
 // It exits by itself when its channel to vigil closes, as every worker must.
 import CShim
@@ -65,6 +66,7 @@ let start = vigil_monotonic_ns()
 let heartbeatMs = envInt(ChildEnvironment.heartbeatMilliseconds) ?? 1000
 let readyAt = start + Int64(envInt("TW_READY_DELAY_MS") ?? 0) * 1_000_000
 let exitAt = envInt("TW_EXIT_AFTER_MS").map { start + Int64($0) * 1_000_000 }
+let hangAt = envInt("TW_HANG_AFTER_MS").map { start + Int64($0) * 1_000_000 }
 var ready = false
 var nextBeat = start
 var restored: [UInt8]?? = .none
@@ -118,7 +120,7 @@ while true {
         for _ in 0..<10_000 { sendFrame(.heartbeat) }
         continue
     }
-    if now >= nextBeat {
+    if now >= nextBeat && (hangAt.map { now < $0 } ?? true) {
         sendFrame(.heartbeat)
         nextBeat = now + Int64(heartbeatMs) * 1_000_000
     }

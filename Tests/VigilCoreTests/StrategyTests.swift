@@ -288,11 +288,92 @@ struct WatchdogTests {
         #expect(h.signals.isEmpty)
         h.advance(.milliseconds(1))
         #expect(h.records(.watchdog).count == 1)
+        #expect(h.signals.map(\.1) == [SignalName.abort], "SIGABRT first, so it dumps where it hung")
+        h.signals.removeAll()
+        h.advance(.milliseconds(999))
+        #expect(h.signals.isEmpty)
+        h.advance(.milliseconds(1))  // a second for a stack trace or core dump: then SIGKILL
         #expect(h.signals.map(\.1) == [SignalName.kill])
         h.exitSignalled()
         #expect(h.spawnOrder == ["w", "w"])
         #expect(h.tree.restarts(of: h.id("w")) == 1)
         #expect(h.tree.status()[h.id("w").index].lastReason?.contains("hung") == true)
+    }
+
+    @Test func aBrutalKillWorkerIsSIGKILLedAtOnce() {
+        var h = Harness(root: supervisor("root", [.worker(WorkerSpec(name: "w", argv: ["/bin/true"], shutdown: .brutalKill, watchdog: .seconds(2)))]))
+        h.start()
+        h.advance(.seconds(2))
+        #expect(h.signals.map(\.1) == [SignalName.kill])
+    }
+
+    @Test func aLateCheckByAStoppedVigilGetsOneGracePeriodNotAKill() {
+        var h = tree()
+        h.start()
+        // vigil was stopped for 30 s: the check due at 2 s runs at 30 s.
+        h.advance(.seconds(30))
+        #expect(h.signals.isEmpty)
+        #expect(h.records(.watchdog).last?.detail.contains("late (vigil was not running on time): grace of 2s") == true)
+        // Its heartbeats, read now, keep it alive.
+        h.tree.heartbeat(h.id("w"), incarnation: 1, at: h.now)
+        h.advance(.milliseconds(1900))
+        #expect(h.signals.isEmpty)
+        // Silent for a whole period after that heartbeat: hung after all.
+        h.advance(.milliseconds(100))
+        #expect(h.signals.map(\.1) == [SignalName.abort])
+    }
+
+    @Test func aWorkerThatStaysSilentAfterTheGraceIsKilled() {
+        var h = tree()
+        h.start()
+        h.advance(.seconds(30))
+        #expect(h.signals.isEmpty)
+        h.advance(.seconds(2))
+        #expect(h.signals.map(\.1) == [SignalName.abort], "one grace only")
+    }
+
+    @Test func aChildSetsItsOwnWatchdogForThisIncarnationOnly() {
+        var h = tree()
+        h.start()
+        h.apply(h.tree.setWatchdog(h.id("w"), incarnation: 1, to: .seconds(10), at: h.now))
+        h.advance(.seconds(9))
+        #expect(h.signals.isEmpty)
+        h.advance(.seconds(1))
+        #expect(h.signals.map(\.1) == [SignalName.abort])
+        h.exitSignalled()
+        h.clearLogs()
+        // The replacement is back on the spec's 2 s.
+        h.advance(.seconds(2))
+        #expect(h.signals.map(\.1) == [SignalName.abort])
+    }
+
+    @Test func watchdogTriggerIsAHangNow() {
+        var h = tree()
+        h.start()
+        h.apply(h.tree.triggerWatchdog(h.id("w"), incarnation: 1, at: h.now))
+        #expect(h.signals.map(\.1) == [SignalName.abort])
+        #expect(h.records(.watchdog).last?.detail.contains("WATCHDOG=trigger") == true)
+    }
+
+    @Test func extendTimeoutMovesTheReadyAndShutdownDeadlinesButNeverEarlier() {
+        var h = Harness(root: supervisor("root", [.worker(WorkerSpec(name: "w", argv: ["/bin/true"], readyTimeout: .seconds(1)))]))
+        h.start(ready: false)
+        h.advance(.milliseconds(500))
+        h.apply(h.tree.extendTimeout(h.id("w"), incarnation: 1, by: .seconds(5), at: h.now))
+        h.apply(h.tree.extendTimeout(h.id("w"), incarnation: 1, by: .milliseconds(10), at: h.now))  // earlier: ignored
+        h.advance(.seconds(1))
+        #expect(h.records(.readyTimeout).isEmpty)
+        h.advance(.seconds(4))
+        #expect(h.records(.readyTimeout).count == 1, "5.5 s after the start")
+        // Stopping: SIGTERM, then the child asks for more time before SIGKILL.
+        #expect(h.signals.map(\.1) == [SignalName.term])
+        h.signals.removeAll()
+        h.advance(.seconds(1))
+        h.apply(h.tree.extendTimeout(h.id("w"), incarnation: 1, by: .seconds(10), at: h.now))
+        h.advance(.seconds(5))
+        #expect(h.signals.isEmpty, "the 5 s shutdown time was extended")
+        h.advance(.seconds(5))
+        #expect(h.signals.map(\.1) == [SignalName.kill])
     }
 
     @Test func aStaleHeartbeatFromAnOldIncarnationDoesNotCount() {

@@ -87,6 +87,16 @@ struct Node: Sendable {
     var startedAt: Instant?
     var readyAt: Instant?
     var lastHeartbeat: Instant?
+    /// This incarnation's watchdog: the spec's, unless the child set its own with
+    /// `WATCHDOG_USEC=` (systemd's rule); reset at every spawn.
+    var watchdogLimit: Duration?
+    /// Whether this incarnation already had the grace of a late watchdog check (vigil not
+    /// running on time); cleared by its next heartbeat.
+    var watchdogGraceUsed = false
+    /// When a start or a stop gives up, as extended by `EXTEND_TIMEOUT_USEC=`; the timers
+    /// scheduled for earlier deadlines are then ignored.
+    var readyDeadline: Instant?
+    var stopDeadline: Instant?
     /// Restarts decided for this node (cascades included).
     var restarts = 0
     /// Consecutive failures since the last stable run, for backoff.

@@ -63,6 +63,7 @@ public enum SignalName {
 
     public static let term: Int32 = 15
     public static let kill: Int32 = 9
+    public static let abort: Int32 = 6
 }
 
 /// The kinds of journal record. Raw values are what `vigil events` and the SQLite journal

@@ -248,6 +248,7 @@ extension SupervisionTree {
         case .timeout(let t):
             emit(.terminate, id, detail: "SIGTERM to its group, SIGKILL in \(t.topologyText)")
             effects.append(.signal(id, pid: pid, signal: SignalName.term))
+            nodes[id.index].stopDeadline = now + t
             timers.schedule(.shutdownTimeout(id, incarnation: node.incarnation), at: now + t)
         case .infinity:
             emit(.terminate, id, detail: "SIGTERM to its group (shutdown: infinity)")

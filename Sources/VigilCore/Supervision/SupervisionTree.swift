@@ -117,6 +117,7 @@ public struct SupervisionTree {
     public mutating func heartbeat(_ id: NodeID, incarnation: UInt64, at now: Instant) {
         guard nodes[id.index].incarnation == incarnation else { return }
         nodes[id.index].lastHeartbeat = now
+        nodes[id.index].watchdogGraceUsed = false
     }
 
     /// Handles one event at `now` and returns the effects to carry out, in order.
@@ -192,6 +193,10 @@ public struct SupervisionTree {
         guard nodes[id.index].incarnation == inc else { return }
         nodes[id.index].pid = pid
         nodes[id.index].startedAt = now
+        nodes[id.index].watchdogLimit = nodes[id.index].worker?.watchdog
+        nodes[id.index].watchdogGraceUsed = false
+        nodes[id.index].readyDeadline = nil
+        nodes[id.index].stopDeadline = nil
         emit(.spawned, id, detail: "incarnation \(inc)")
         switch nodes[id.index].state {
         case .spawning where nodes[id.index].worker?.readiness == .exec:
@@ -200,6 +205,7 @@ public struct SupervisionTree {
         case .spawning:
             nodes[id.index].state = .starting
             let timeout = nodes[id.index].worker?.readyTimeout ?? .seconds(10)
+            nodes[id.index].readyDeadline = now + timeout
             timers.schedule(.readyTimeout(id, incarnation: inc), at: now + timeout)
         case .stopping:
             // Terminated while the spawn was in flight: signal it now that it has a pid.
@@ -213,7 +219,7 @@ public struct SupervisionTree {
         nodes[id.index].state = .running
         nodes[id.index].readyAt = now
         nodes[id.index].lastHeartbeat = now
-        if let watchdog = nodes[id.index].worker?.watchdog {
+        if let watchdog = nodes[id.index].watchdogLimit {
             timers.schedule(.watchdog(id, incarnation: inc), at: now + watchdog)
         }
         let took = now.duration(since: nodes[id.index].startedAt ?? now)
@@ -222,17 +228,17 @@ public struct SupervisionTree {
     }
 
     private mutating func fireTimers() {
-        while let due = timers.popDue(at: now) {
+        while let (due, dueAt) = timers.popDue(at: now) {
             switch due {
             case .readyTimeout(let id, let inc):
                 let n = nodes[id.index]
-                guard n.incarnation == inc, n.state == .starting else { continue }
+                guard n.incarnation == inc, n.state == .starting, now >= (n.readyDeadline ?? now) else { continue }
                 emit(.readyTimeout, id, detail: "no READY within \(n.worker?.readyTimeout.topologyText ?? "?"); a failed start")
                 nodes[id.index].state = .stopping(.readyTimeout)
                 signalTermination(id)
             case .shutdownTimeout(let id, let inc):
                 let n = nodes[id.index]
-                guard n.incarnation == inc, case .stopping = n.state, let pid = n.pid else { continue }
+                guard n.incarnation == inc, case .stopping = n.state, let pid = n.pid, now >= (n.stopDeadline ?? now) else { continue }
                 emit(.kill, id, detail: "still running after its shutdown timeout; SIGKILL to its group")
                 effects.append(.signal(id, pid: pid, signal: SignalName.kill))
             case .backoff(let id):
@@ -242,15 +248,22 @@ public struct SupervisionTree {
                 guardianTimedOut(id)
             case .watchdog(let id, let inc):
                 let n = nodes[id.index]
-                guard n.incarnation == inc, n.state == .running, let limit = n.worker?.watchdog,
-                      let beat = n.lastHeartbeat, let pid = n.pid else { continue }
+                guard n.incarnation == inc, n.state == .running, let limit = n.watchdogLimit,
+                      let beat = n.lastHeartbeat else { continue }
                 if now.duration(since: beat) < limit {
                     timers.schedule(.watchdog(id, incarnation: inc), at: beat + limit)
                     continue
                 }
-                emit(.watchdog, id, detail: "no heartbeat for \(formatMilliseconds(now.duration(since: beat))) (watchdog \(limit.topologyText)): hung; SIGKILL to its group")
-                nodes[id.index].state = .stopping(.watchdog)
-                effects.append(.signal(id, pid: pid, signal: SignalName.kill))
+                let late = now.duration(since: dueAt)
+                if late > Self.watchdogGraceThreshold(limit), !n.watchdogGraceUsed {
+                    // vigil itself checked late (stopped, starved): the child's heartbeats
+                    // may be waiting unread. One more period instead of a kill storm.
+                    nodes[id.index].watchdogGraceUsed = true
+                    emit(.watchdog, id, detail: "watchdog checked \(formatMilliseconds(late)) late (vigil was not running on time): grace of \(limit.topologyText) before judging it hung")
+                    timers.schedule(.watchdog(id, incarnation: inc), at: now + limit)
+                    continue
+                }
+                watchdogFired(id, detail: "no heartbeat for \(formatMilliseconds(now.duration(since: beat))) (watchdog \(limit.topologyText)): hung")
             }
         }
     }

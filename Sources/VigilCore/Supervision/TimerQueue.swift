@@ -38,8 +38,8 @@ struct TimerQueue: Sendable {
         }
     }
 
-    /// Removes and returns the earliest timer due at or before `now`.
-    mutating func popDue(at now: Instant) -> TimerPurpose? {
+    /// Removes and returns the earliest timer due at or before `now`, with when it was due.
+    mutating func popDue(at now: Instant) -> (purpose: TimerPurpose, deadline: Instant)? {
         guard let first = heap.first, first.deadline <= now else { return nil }
         let last = heap.removeLast()
         if !heap.isEmpty {
@@ -55,6 +55,6 @@ struct TimerQueue: Sendable {
                 i = m
             }
         }
-        return first.purpose
+        return (first.purpose, first.deadline)
     }
 }

@@ -41,7 +41,18 @@ extension TreeHost {
         if m.isSet("FDSTORE") {
             keepStored(&fds, m, of: id, name: name, pid: d.pid)
         }
-        if m["WATCHDOG"] == "1" { tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t)) }
+        let at = Instant(nanoseconds: t)
+        switch m["WATCHDOG"] {
+        case "1": tree.heartbeat(id, incarnation: child.incarnation, at: at)
+        case "trigger": apply(tree.triggerWatchdog(id, incarnation: child.incarnation, at: at))
+        default: break
+        }
+        if let usec = m["WATCHDOG_USEC"].flatMap(UInt64.init), usec > 0 {
+            apply(tree.setWatchdog(id, incarnation: child.incarnation, to: .microseconds(Int64(clamping: usec)), at: at))
+        }
+        if let usec = m["EXTEND_TIMEOUT_USEC"].flatMap(UInt64.init), usec > 0 {
+            apply(tree.extendTimeout(id, incarnation: child.incarnation, by: .microseconds(Int64(clamping: usec)), at: at))
+        }
         if m.isSet("READY") {
             if tree.workerSpec(of: id)?.readiness == .notify {
                 apply(tree.handle(.ready(id, incarnation: child.incarnation), at: Instant(nanoseconds: t)))

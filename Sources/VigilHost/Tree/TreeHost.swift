@@ -151,6 +151,9 @@ public final class TreeHost {
                 checkpointJournal()
                 batch = loop.wait(timeoutMilliseconds: -1)
             }
+            // Timers last: what children said (heartbeats above all) is taken in before a
+            // deadline is judged, so a vigil that was stopped does not kill on stale data.
+            batch.sort { a, b in a.token != .timer && b.token == .timer }
             for ready in batch {
                 switch ready.token {
                 case .signals: handleSignals()
@@ -241,7 +244,7 @@ public final class TreeHost {
                 _ = kill(-pid, signal)
                 // A stopped (SIGSTOP) process would sit on SIGTERM until the SIGKILL; wake it
                 // so it can shut down in order, as systemd does.
-                if signal == SIGTERM { _ = kill(-pid, SIGCONT) }
+                if signal == SIGTERM || signal == SIGABRT { _ = kill(-pid, SIGCONT) }
             case .askGuardian(let guardian, let question):
                 send(.restartRequest(RestartRequest(question)), to: guardian)
             case .broadcast(let key, let value):
