@@ -15,6 +15,8 @@
 //   TW_FAIL_INCARNATION=N if this is incarnation N, exit 3 before READY (a handoff's incoming
 //                         that does not start)
 //   TW_TERM_CHECKPOINT=1  on SIGTERM, checkpoint "farewell from incarnation <n>", then exit 0
+//   TW_MOVE_ON_MS=N       N ms after answering a checkpoint request, checkpoint "moved on from
+//                         incarnation <n>" (state that changed after a handoff's checkpoint)
 //
 // It exits by itself when its channel to vigil closes, as every worker must.
 import CShim
@@ -80,6 +82,7 @@ var ready = false
 var nextBeat = start
 var restored: [UInt8]?? = .none
 var asked = 0
+var moveOnAt: Int64?
 
 /// Acts on one frame from vigil; the first is always `.restore`.
 @MainActor func handle(_ frame: Frame) {
@@ -101,6 +104,7 @@ var asked = 0
         if let verdict { sendFrame(.verdict(requestID: request.id, verdict)) }
     case .checkpointRequest:
         sendFrame(.checkpoint(Array("handoff from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+        if let ms = envInt("TW_MOVE_ON_MS") { moveOnAt = vigil_monotonic_ns() + Int64(ms) * 1_000_000 }
     default:
         break
     }
@@ -109,6 +113,10 @@ var asked = 0
 while true {
     let now = vigil_monotonic_ns()
     if let exitAt, now >= exitAt { exit(Int32(envInt("TW_EXIT_CODE") ?? 1)) }
+    if let at = moveOnAt, now >= at {
+        sendFrame(.checkpoint(Array("moved on from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+        moveOnAt = nil
+    }
     if !ready && env("TW_NO_READY") == nil && now >= readyAt && (env("TW_CHECKPOINT") == nil || restored != nil) {
         sendFrame(.ready)
         ready = true
@@ -136,6 +144,7 @@ while true {
     var wake = nextBeat
     if !ready && env("TW_NO_READY") == nil { wake = min(wake, readyAt) }
     if let exitAt { wake = min(wake, exitAt) }
+    if let moveOnAt { wake = min(wake, moveOnAt) }
     var pfds = [pollfd(fd: channel, events: Int16(POLLIN), revents: 0), pollfd(fd: termFD, events: Int16(POLLIN), revents: 0)]
     let timeout = Int32(max(0, (wake - vigil_monotonic_ns()) / 1_000_000)) + 1
     if poll(&pfds, termFD >= 0 ? 2 : 1, timeout) > 0 {

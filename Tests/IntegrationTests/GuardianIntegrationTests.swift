@@ -186,7 +186,8 @@ struct GuardianIntegrationTests {
         let s1 = v.status()!
         let new = s1["keeper"]!.pid!
         #expect(new != old && s1["keeper"]?.state == "ready" && s1["keeper"]?.incarnation == 2)
-        #expect(s1["keeper"]?.workerStatus == "restored=handoff from incarnation 1")
+        // Its status line is a frame after READY: it may be read a moment later.
+        v.waitFor("the incoming restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
         #expect(!groupAlive(old), "the outgoing is gone")
         #expect(s1["keeper"]?.restarts == 0, "a planned handoff is not a failure")
         #expect(s1["user"]?.pid == s0["user"]?.pid, "the dependent is not restarted")
@@ -208,6 +209,29 @@ struct GuardianIntegrationTests {
             $0["keeper"]?.pid != new && $0["keeper"]?.workerStatus == "restored=incarnation 2"
         }
         #expect(v.interrupt() == 0, "max_restarts: 1 holds the kill -9 only because the handoff did not count")
+    }
+
+    @Test func whatTheOutgoingCheckpointsAfterTheHandoffCheckpointIsNotHandedOn() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            handoff: overlap
+            env: {TW_CHECKPOINT: "1", TW_MOVE_ON_MS: "200", TW_READY_DELAY_MS: "700"}
+        """)
+        v.waitFor("ready") { $0["keeper"]?.workerStatus == "restored=none" }
+        let answer = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
+        #expect(answer.ok, "\(answer)")
+        // The incoming started from the handoff checkpoint; the outgoing's later "moved on"
+        // (stored while it was still the child) is dropped when the incoming takes over.
+        v.waitFor("the incoming restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
+        let events = v.events()
+        let dropped = line(events, "handoff", "inc=2", "checkpoints the outgoing incarnation sent after the one incarnation 2 started from are dropped")
+        let takeover = line(events, "handoff", "incarnation 2 is READY and takes over")
+        #expect(dropped != nil && takeover != nil, "\(events.joined(separator: "\n"))")
+        if let dropped, let takeover { #expect(takeover < dropped) }
+        #expect(v.interrupt() == 0)
     }
 
     @Test func anIncomingThatFailsToStartLeavesTheRunningOneInPlace() throws {
@@ -232,8 +256,8 @@ struct GuardianIntegrationTests {
         // Incarnation 2 is never reused: the next handoff starts incarnation 3, and works.
         let again = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
         #expect(again.ok, "\(again)")
-        let s2 = v.status()!
-        #expect(s2["keeper"]?.incarnation == 3 && s2["keeper"]?.workerStatus == "restored=handoff from incarnation 1")
+        #expect(v.status()?["keeper"]?.incarnation == 3)
+        v.waitFor("incarnation 3 restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
         #expect(!groupAlive(old))
         #expect(v.interrupt() == 0)
     }
