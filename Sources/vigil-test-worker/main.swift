@@ -13,6 +13,11 @@
 //   TW_GARBAGE=1          send an invalid frame after READY
 //   TW_FLOOD=1            send heartbeats as fast as possible after READY
 //   TW_HANG_AFTER_MS=N    stop heartbeating N ms after start (still running: hung)
+//   TW_FAIL_INCARNATION=N if this is incarnation N, exit 3 before READY (a handoff's incoming
+//                         that does not start)
+//   TW_TERM_CHECKPOINT=1  on SIGTERM, checkpoint "farewell from incarnation <n>", then exit 0
+//   TW_MOVE_ON_MS=N       N ms after answering a checkpoint request, checkpoint "moved on from
+//                         incarnation <n>" (state that changed after a handoff's checkpoint)
 //
 // It exits by itself when its channel to vigil closes, as every worker must.
 import CShim
@@ -32,7 +37,15 @@ func sendFrame(_ frame: Frame) {
     _ = bytes.withUnsafeBytes { send(channel, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
 }
 
+if let n = env("TW_FAIL_INCARNATION"), n == env(ChildEnvironment.incarnation) {
+    fputs("vigil-test-worker: incarnation \(n) fails to start (TW_FAIL_INCARNATION)\n", stderr)
+    exit(3)
+}
 if env("TW_IGNORE_TERM") != nil { signal(SIGTERM, SIG_IGN) }
+// SIGTERM read from a signalfd in the poll loop, so the farewell checkpoint is sent in order.
+var termSignals: [Int32] = [SIGTERM]
+let termFD: Int32 = env("TW_TERM_CHECKPOINT") != nil
+    ? termSignals.withUnsafeMutableBufferPointer { vigil_signalfd_for($0.baseAddress, 1) } : -1
 if env("TW_FORK") != nil {
     let child = fork()
     if child == 0 {
@@ -71,6 +84,7 @@ var ready = false
 var nextBeat = start
 var restored: [UInt8]?? = .none
 var asked = 0
+var moveOnAt: Int64?
 
 /// Acts on one frame from vigil; the first is always `.restore`.
 @MainActor func handle(_ frame: Frame) {
@@ -92,6 +106,7 @@ var asked = 0
         if let verdict { sendFrame(.verdict(requestID: request.id, verdict)) }
     case .checkpointRequest:
         sendFrame(.checkpoint(Array("handoff from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+        if let ms = envInt("TW_MOVE_ON_MS") { moveOnAt = vigil_monotonic_ns() + Int64(ms) * 1_000_000 }
     default:
         break
     }
@@ -100,6 +115,10 @@ var asked = 0
 while true {
     let now = vigil_monotonic_ns()
     if let exitAt, now >= exitAt { exit(Int32(envInt("TW_EXIT_CODE") ?? 1)) }
+    if let at = moveOnAt, now >= at {
+        sendFrame(.checkpoint(Array("moved on from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+        moveOnAt = nil
+    }
     if !ready && env("TW_NO_READY") == nil && now >= readyAt && (env("TW_CHECKPOINT") == nil || restored != nil) {
         sendFrame(.ready)
         ready = true
@@ -127,12 +146,18 @@ while true {
     var wake = nextBeat
     if !ready && env("TW_NO_READY") == nil { wake = min(wake, readyAt) }
     if let exitAt { wake = min(wake, exitAt) }
-    var pfd = pollfd(fd: channel, events: Int16(POLLIN), revents: 0)
+    if let moveOnAt { wake = min(wake, moveOnAt) }
+    var pfds = [pollfd(fd: channel, events: Int16(POLLIN), revents: 0), pollfd(fd: termFD, events: Int16(POLLIN), revents: 0)]
     let timeout = Int32(max(0, (wake - vigil_monotonic_ns()) / 1_000_000)) + 1
-    if poll(&pfd, 1, timeout) > 0 {
+    if poll(&pfds, termFD >= 0 ? 2 : 1, timeout) > 0 {
+        if termFD >= 0 && pfds[1].revents & Int16(POLLIN) != 0 {
+            sendFrame(.checkpoint(Array("farewell from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
+            exit(0)
+        }
+        guard pfds[0].revents != 0 else { continue }
         var buffer = [UInt8](repeating: 0, count: Frame.maximumSize)
         let n = buffer.withUnsafeMutableBytes { recv(channel, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if n == 0 || pfd.revents & Int16(POLLHUP) != 0 { exit(0) }  // vigil is gone
+        if n == 0 || pfds[0].revents & Int16(POLLHUP) != 0 { exit(0) }  // vigil is gone
         if n > 0, let frame = try? Frame(decoding: buffer[0..<n]) { handle(frame) }
     }
 }

@@ -31,7 +31,9 @@ Steer a running tree (over its control socket):
   restart NAME            terminate and start again (not counted as a failure)
                           stop/start/restart return once done (READY, or stopped);
                           --no-block returns at once
-  restart --handoff NAME  ask NAME for a fresh checkpoint, then restart it from it
+  restart --handoff NAME  ask NAME for a fresh checkpoint and replace it from it:
+                          handoff: overlap starts the replacement beside it and
+                          stops it once that is READY; stop_first stops it first
   kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
 
 Capital safety:

@@ -159,4 +159,130 @@ struct GuardianIntegrationTests {
         #expect(s1["keeper"]?.restarts == 0, "a planned handoff is not a failure")
         #expect(v.interrupt() == 0)
     }
+
+    /// The index of the first journal line with all of `parts`.
+    func line(_ events: [String], _ parts: String...) -> Int? {
+        events.firstIndex { l in parts.allSatisfy { l.contains($0) } }
+    }
+
+    @Test func anOverlappingHandoffStartsTheReplacementBesideTheRunningOne() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        max_restarts: 1
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            handoff: overlap
+            env: {TW_CHECKPOINT: "1", TW_TERM_CHECKPOINT: "1"}
+          - worker: user
+            argv: [WORKER]
+            depends_on: [keeper]
+        """)
+        let s0 = v.waitFor("ready") { $0["keeper"]?.workerStatus == "restored=none" && $0["user"]?.state == "ready" }
+        let old = s0["keeper"]!.pid!
+        let answer = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
+        #expect(answer.ok && answer.body.hasPrefix("handoff keeper: done"), "\(answer)")
+        // The command answers once the incoming is READY and the outgoing is gone.
+        let s1 = v.status()!
+        let new = s1["keeper"]!.pid!
+        #expect(new != old && s1["keeper"]?.state == "ready" && s1["keeper"]?.incarnation == 2)
+        // Its status line is a frame after READY: it may be read a moment later.
+        v.waitFor("the incoming restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
+        #expect(!groupAlive(old), "the outgoing is gone")
+        #expect(s1["keeper"]?.restarts == 0, "a planned handoff is not a failure")
+        #expect(s1["user"]?.pid == s0["user"]?.pid, "the dependent is not restarted")
+
+        // The outgoing was still running when the incoming became READY.
+        let events = v.events()
+        let ready = line(events, "ready", "keeper", "inc=2")
+        let terminate = line(events, "terminate", "keeper", "pid=\(old) inc=1")
+        let exited = line(events, "exited", "keeper", "pid=\(old) inc=1")
+        #expect(ready != nil && terminate != nil && exited != nil, "\(events.joined(separator: "\n"))")
+        if let ready, let terminate, let exited { #expect(ready < terminate && terminate < exited) }
+        #expect(line(events, "handoff", "starting incarnation 2 beside incarnation 1 (pid \(old))") != nil)
+        #expect(line(events, "handoff", "complete: outgoing incarnation 1 is gone; incarnation 2 (pid \(new)) is the child") != nil)
+        // Its farewell checkpoint, sent on SIGTERM after the takeover, is refused...
+        #expect(line(events, "checkpoint_refused", "inc=1", "checkpoint from outgoing incarnation 1 is not kept") != nil)
+        // ...so the next incarnation starts from the new one's state, not the old one's.
+        kill(new, SIGKILL)
+        v.waitFor("third incarnation restored the second's checkpoint") {
+            $0["keeper"]?.pid != new && $0["keeper"]?.workerStatus == "restored=incarnation 2"
+        }
+        #expect(v.interrupt() == 0, "max_restarts: 1 holds the kill -9 only because the handoff did not count")
+    }
+
+    @Test func whatTheOutgoingCheckpointsAfterTheHandoffCheckpointIsNotHandedOn() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            handoff: overlap
+            env: {TW_CHECKPOINT: "1", TW_MOVE_ON_MS: "200", TW_READY_DELAY_MS: "700"}
+        """)
+        v.waitFor("ready") { $0["keeper"]?.workerStatus == "restored=none" }
+        let answer = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
+        #expect(answer.ok, "\(answer)")
+        // The incoming started from the handoff checkpoint; the outgoing's later "moved on"
+        // (stored while it was still the child) is dropped when the incoming takes over.
+        v.waitFor("the incoming restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
+        let events = v.events()
+        let dropped = line(events, "handoff", "inc=2", "checkpoints the outgoing incarnation sent after the one incarnation 2 started from are dropped")
+        let takeover = line(events, "handoff", "incarnation 2 is READY and takes over")
+        #expect(dropped != nil && takeover != nil, "\(events.joined(separator: "\n"))")
+        if let dropped, let takeover { #expect(takeover < dropped) }
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func anIncomingThatFailsToStartLeavesTheRunningOneInPlace() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        max_restarts: 0
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            handoff: overlap
+            env: {TW_CHECKPOINT: "1", TW_FAIL_INCARNATION: "2"}
+        """)
+        let s0 = v.waitFor("ready") { $0["keeper"]?.workerStatus == "restored=none" }
+        let old = s0["keeper"]!.pid!
+        let answer = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
+        #expect(!answer.ok, "\(answer)")
+        #expect(answer.message.hasPrefix("handoff keeper failed: keeper: handoff to incarnation 2 failed: exited (exit 3) before READY"), "\(answer)")
+        let s1 = v.status()!
+        #expect(s1["keeper"]?.pid == old && s1["keeper"]?.state == "ready" && s1["keeper"]?.incarnation == 1)
+        #expect(s1["keeper"]?.restarts == 0 && processAlive(old))
+        #expect(line(v.events(), "handoff", "failed: incoming incarnation 2 exited (exit 3) before READY; incarnation 1 (pid \(old)) stays the child") != nil)
+        // Incarnation 2 is never reused: the next handoff starts incarnation 3, and works.
+        let again = try v.control(["restart", "keeper", "--handoff"], timeout: .seconds(15))
+        #expect(again.ok, "\(again)")
+        #expect(v.status()?["keeper"]?.incarnation == 3)
+        v.waitFor("incarnation 3 restored the handoff") { $0["keeper"]?.workerStatus == "restored=handoff from incarnation 1" }
+        #expect(!groupAlive(old))
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func stoppingVigilDuringAnOverlapStopsBothProcesses() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: keeper
+            argv: [WORKER]
+            handoff: overlap
+            ready_timeout: 20s
+            env: {TW_READY_DELAY_MS: "1500"}
+        """)
+        let s0 = v.waitFor("ready", v.allReady(["keeper"]))
+        let old = s0["keeper"]!.pid!
+        let answer = try v.control(["restart", "keeper", "--handoff", "--no-block"])
+        #expect(answer.ok, "\(answer)")
+        v.waitFor("handing off") { $0["keeper"]?.state == "handing off" }
+        let pair = childrenOf(v.process.processIdentifier)
+        #expect(pair.count == 2 && pair.contains(old), "\(pair)")
+        // A second handoff is refused while this one runs.
+        let second = try v.control(["restart", "keeper", "--handoff"])
+        #expect(!second.ok && second.message.contains("in the middle of a handoff"), "\(second)")
+        #expect(v.interrupt() == 0)
+        #expect(pair.allSatisfy { !groupAlive($0) }, "both the outgoing and the incoming are stopped")
+    }
 }

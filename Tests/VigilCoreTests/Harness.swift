@@ -8,12 +8,14 @@ struct Harness {
     var tree: SupervisionTree
     var now = Instant(nanoseconds: 1_000_000_000)
     var nextPID: Int32 = 100
-    /// Live fake processes by node.
-    var pids: [NodeID: Int32] = [:]
+    /// Live fake processes: a node has one, or two during an overlapping handoff.
+    var processes: [Int32: (id: NodeID, incarnation: UInt64)] = [:]
     /// Every effect seen, in order.
     var log: [Effect] = []
     var spawnOrder: [String] = []
     var signals: [(String, Int32)] = []
+    /// The same signals by pid, so each signalled process can exit as itself.
+    var signalledPIDs: [(pid: Int32, signal: Int32)] = []
     var failSpawns: Set<String> = []
     var readyOnSpawn = false
 
@@ -30,7 +32,15 @@ struct Harness {
     func state(_ name: String) -> String { tree.status()[id(name).index].state }
 
     mutating func send(_ event: Event) {
+        if case .exited(let id, let inc, _) = event {
+            for (pid, p) in processes where p.id == id && p.incarnation == inc { processes.removeValue(forKey: pid) }
+        }
         apply(tree.handle(event, at: now))
+    }
+
+    /// The live fake pids of a node, oldest first.
+    func pids(of name: String) -> [Int32] {
+        processes.filter { $0.value.id == id(name) }.keys.sorted()
     }
 
     mutating func command(_ c: Command) -> CommandError? {
@@ -53,19 +63,26 @@ struct Harness {
                     #expect(tree.nodes[p.index].state == .running && tree.nodes[p.index].plan == nil,
                             "\(name) spawned under \(tree.name(of: p)) in state \(tree.nodes[p.index].state)")
                 }
-                #expect(pids[id] == nil || tree.nodes[id.index].pid == nil, "\(name) spawned while alive")
+                // ...and a node has at most two processes: the second only for a handoff.
+                let alive = processes.values.filter { $0.id == id }.count
+                if tree.nodes[id.index].overlap?.process.incarnation == inc {
+                    #expect(alive == 1, "\(name)'s handoff spawned beside \(alive) processes")
+                } else {
+                    #expect(alive == 0, "\(name) spawned while alive")
+                }
                 spawnOrder.append(name)
                 if failSpawns.contains(name) {
                     follow.append(.spawnFailed(id, incarnation: inc, errno: 2))
                 } else {
                     nextPID += 1
-                    pids[id] = nextPID
+                    processes[nextPID] = (id, inc)
                     follow.append(.spawned(id, incarnation: inc, pid: nextPID))
                     if readyOnSpawn { follow.append(.ready(id, incarnation: inc)) }
                 }
             case .signal(let id, let pid, let sig):
-                #expect(pids[id] == pid, "signal to a pid that is not \(tree.name(of: id))'s")
+                #expect(processes[pid]?.id == id, "signal to a pid that is not \(tree.name(of: id))'s")
                 signals.append((tree.name(of: id), sig))
+                signalledPIDs.append((pid, sig))
             default: break
             }
         }
@@ -90,13 +107,24 @@ struct Harness {
 
     /// Every process that has been signalled exits (as it would after SIGTERM).
     mutating func exitSignalled() {
-        var done = Set<String>()
-        while let (name, sig) = signals.first {
-            signals.removeFirst()
-            guard !done.contains(name), tree.pid(of: id(name)) != nil else { continue }
-            done.insert(name)
-            exit(name, .signaled(sig))
+        signals.removeAll()
+        while let (pid, sig) = signalledPIDs.first {
+            signalledPIDs.removeFirst()
+            guard let p = processes[pid] else { continue }
+            send(.exited(p.id, incarnation: p.incarnation, .signaled(sig)))
         }
+    }
+
+    /// The fake process `pid` (current or a handoff's side process) exits with `status`.
+    mutating func exit(pid: Int32, _ status: ProcessExit = .signaled(9)) {
+        guard let p = processes[pid] else { Issue.record("no live process \(pid)"); return }
+        send(.exited(p.id, incarnation: p.incarnation, status))
+    }
+
+    /// The fake process `pid` says READY.
+    mutating func ready(pid: Int32) {
+        guard let p = processes[pid] else { Issue.record("no live process \(pid)"); return }
+        send(.ready(p.id, incarnation: p.incarnation))
     }
 
     mutating func advance(_ d: Duration) {
@@ -117,6 +145,7 @@ struct Harness {
         log.removeAll()
         spawnOrder.removeAll()
         signals.removeAll()
+        signalledPIDs.removeAll()
     }
 }
 

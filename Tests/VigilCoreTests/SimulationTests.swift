@@ -22,9 +22,14 @@ struct SimulationTests {
             } else {
                 let restart = [RestartType.permanent, .permanent, .transient, .temporary][rng.below(4)]
                 let shutdown = [Shutdown.timeout(.seconds(1)), .brutalKill, .timeout(.milliseconds(200))][rng.below(3)]
-                children.append(worker("w\(counter)", restart: restart, shutdown: shutdown,
-                                       instances: rng.below(5) == 0 ? 3 : 1, readyTimeout: .seconds(2),
-                                       backoff: BackoffPolicy(initial: .milliseconds(50), max: .seconds(2), jitter: 0.3)))
+                var spec = worker("w\(counter)", restart: restart, shutdown: shutdown,
+                                  instances: rng.below(5) == 0 ? 3 : 1, readyTimeout: .seconds(2),
+                                  backoff: BackoffPolicy(initial: .milliseconds(50), max: .seconds(2), jitter: 0.3))
+                if case .worker(var w) = spec, rng.below(2) == 0 {
+                    w.handoff = .overlap
+                    spec = .worker(w)
+                }
+                children.append(spec)
             }
         }
         counter += 1
@@ -46,19 +51,30 @@ struct SimulationTests {
             let alive = status.filter { $0.pid != nil }
             switch rng.below(10) {
             case 0, 1, 2:
-                if let n = alive.randomElement(using: &rng) {
-                    h.exit(n.name, [.signaled(9), .exited(1), .exited(0)][rng.below(3)])
+                let exit = [ProcessExit.signaled(9), .exited(1), .exited(0)][rng.below(3)]
+                if rng.below(3) == 0, let pid = h.processes.keys.sorted().randomElement(using: &rng) {
+                    h.exit(pid: pid, exit)   // any process, a handoff's side process included
+                } else if let n = alive.randomElement(using: &rng) {
+                    h.exit(n.name, exit)
                 }
             case 3, 4:
-                if let n = status.filter({ $0.state == "starting" }).randomElement(using: &rng) { h.ready(n.name) }
+                let incoming = h.tree.nodes.compactMap { n -> Int32? in
+                    if case .incoming(let p)? = n.overlap { p.pid } else { nil }
+                }
+                if rng.below(2) == 0, let pid = incoming.randomElement(using: &rng) {
+                    h.ready(pid: pid)
+                } else if let n = status.filter({ $0.state == "starting" }).randomElement(using: &rng) {
+                    h.ready(n.name)
+                }
             case 5:
                 h.exitSignalled()
             case 6:
                 h.advance(.milliseconds(Int64(rng.below(3000))))
             case 7:
                 if let n = status.filter({ !$0.isSupervisor && $0.id != h.tree.root }).randomElement(using: &rng) {
-                    let cmd: [Command] = [.stop(n.name), .start(n.name), .restart(n.name), .kill(n.name, signal: 15)]
-                    _ = h.command(cmd[rng.below(4)])
+                    let cmd: [Command] = [.stop(n.name), .start(n.name), .restart(n.name), .kill(n.name, signal: 15),
+                                          .handoff(n.name), .handoff(n.name)]
+                    _ = h.command(cmd[rng.below(6)])
                 }
             default:
                 for n in status where n.state == "starting" { h.ready(n.name) }
@@ -73,10 +89,18 @@ struct SimulationTests {
         }
         #expect(h.finished != nil, "seed \(seed): the tree never finished stopping")
         #expect(h.tree.status().allSatisfy { $0.pid == nil }, "seed \(seed): a process outlived the tree")
+        #expect(h.processes.isEmpty, "seed \(seed): \(h.processes.count) process(es) outlived the tree")
     }
 
     func checkInvariants(_ h: Harness) {
         var live = Set<Int32>()
+        // A worker never has more than two processes, and two only during a handoff.
+        var perNode: [NodeID: Int] = [:]
+        for p in h.processes.values { perNode[p.id, default: 0] += 1 }
+        for (id, count) in perNode {
+            #expect(count <= (h.tree.nodes[id.index].overlap == nil ? 1 : 2),
+                    "\(h.tree.name(of: id)) has \(count) processes (overlap: \(String(describing: h.tree.nodes[id.index].overlap)))")
+        }
         for n in h.tree.nodes {
             if let pid = n.pid {
                 #expect(n.isAlive, "\(n.name) has pid \(pid) but is \(n.state)")

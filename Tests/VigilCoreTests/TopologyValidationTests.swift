@@ -350,6 +350,21 @@ struct TopologyValidationTests {
         ])
     }
 
+    @Test func overlapHandoffIsRefusedWhereTwoInstancesAreNeverSafe() {
+        let t = TV.tree([
+            TV.worker("guardian", line: 2) { $0.role = .guardian; $0.handoff = .overlap },
+            TV.worker("gw", line: 3) { $0.role = .gateway; $0.handoff = .overlap },
+            TV.worker("gw2", line: 4) { $0.role = .gateway },
+            TV.worker("runner", line: 5) { $0.instances = 3; $0.handoff = .overlap },
+            TV.worker("cache", line: 6) { $0.readiness = .exec; $0.handoff = .overlap },
+            TV.worker("ml", line: 7) { $0.role = .predictor; $0.handoff = .overlap },
+        ])
+        #expect(TV.messages(t) == [
+            "t.yaml:2:1: worker 'guardian' has role guardian and cannot hand off with overlap: vigil asks exactly one guardian, and two at once would both answer; use handoff: stop_first",
+            "t.yaml:3:1: worker 'gw' has role gateway and cannot hand off with overlap: a gateway holds the exchange session, and two sessions at once could both trade; use handoff: stop_first",
+        ])
+    }
+
     @Test func supervisorsNeedChildren() {
         let t = TV.tree([TV.supervisor("empty", line: 2, [])])
         #expect(TV.messages(t) == [

@@ -77,6 +77,12 @@ public enum Command: Hashable, Sendable {
     case start(String)
     /// Terminate and start again; does not count against restart intensity.
     case restart(String)
+    /// A planned handoff (`vigil restart --handoff`), once the shell has asked the running
+    /// instance for a fresh checkpoint: each worker the name stands for is replaced as its
+    /// `handoff:` says, `overlap` (the replacement starts beside it and it is stopped once the
+    /// replacement is READY) or `stop_first` (an operator restart). Neither counts against
+    /// restart intensity, and dependents are not restarted.
+    case handoff(String)
     /// Send a signal to a child's process group; what follows is what the process does
     /// (a death is a crash, handled like any other).
     case kill(String, signal: Int32)

@@ -64,6 +64,44 @@ struct Plan: Hashable, Sendable {
     }
 }
 
+/// The second process of a worker during an overlapping handoff: the incoming incarnation
+/// before it is READY, or the outgoing one after. The node's own `incarnation`, `pid` and
+/// `state` always describe the process that *is* the child; this one is beside it.
+struct SideProcess: Hashable, Sendable {
+    var incarnation: UInt64
+    /// nil while its spawn is in flight.
+    var pid: Int32?
+    var startedAt: Instant?
+}
+
+/// Why a side process is being stopped, which decides what its exit means.
+enum SideEnd: Hashable, Sendable {
+    /// The outgoing incarnation, after the incoming became READY: the handoff completes
+    /// when it is gone.
+    case replaced
+    /// An incoming incarnation that did not start (ready timeout, protocol violation): the
+    /// handoff fails when it is gone, and the running incarnation stays the child.
+    case failed(String)
+    /// An incoming incarnation stopped because the node itself is being terminated (stop,
+    /// cascade, safe mode, vigil shutting down).
+    case aborted(String)
+}
+
+/// An overlapping handoff in progress on one worker.
+enum Overlap: Hashable, Sendable {
+    /// The incoming incarnation is spawning or starting beside the running one.
+    case incoming(SideProcess)
+    /// A side process is being stopped; the node waits for it before it is down or spawned
+    /// again, so a worker never has more than two processes.
+    case leaving(SideProcess, SideEnd)
+
+    var process: SideProcess {
+        switch self {
+        case .incoming(let p), .leaving(let p, _): p
+        }
+    }
+}
+
 enum NodeKind: Hashable, Sendable {
     case worker(WorkerSpec)
     case supervisor(SupervisorSpec)
@@ -83,6 +121,11 @@ struct Node: Sendable {
 
     var state: NodeState = .idle
     var incarnation: UInt64 = 0
+    /// The highest incarnation number given out: ahead of `incarnation` while an incoming
+    /// one starts beside it, so a handoff that fails never has its number reused.
+    var lastIncarnation: UInt64 = 0
+    /// An overlapping handoff in progress: the second process beside this one.
+    var overlap: Overlap?
     var pid: Int32?
     var startedAt: Instant?
     var readyAt: Instant?

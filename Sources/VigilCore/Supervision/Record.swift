@@ -99,6 +99,10 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case treeStopped = "tree_stopped"
     /// An operator command (stop, start, restart, kill).
     case command
+    /// A step of an overlapping handoff: the incoming incarnation started beside the
+    /// running one, took over, or did not make it (and the running one stays); the outgoing
+    /// one is gone.
+    case handoff
     /// A child sent no heartbeat within its watchdog: hung; its group is killed.
     case watchdog
     /// The guardian was asked whether a guarded child may be restarted.

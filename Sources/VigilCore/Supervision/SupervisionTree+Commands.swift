@@ -5,7 +5,7 @@ extension SupervisionTree {
         begin(at: now)
         let name: String
         switch command {
-        case .stop(let n), .start(let n), .restart(let n), .kill(let n, _): name = n
+        case .stop(let n), .start(let n), .restart(let n), .handoff(let n), .kill(let n, _): name = n
         }
         let ids = resolve(name)
         guard !ids.isEmpty else {
@@ -26,7 +26,19 @@ extension SupervisionTree {
         case .stop:
             for id in ids { stop(id, then: .operatorStop) }
         case .restart:
+            if let busy = ids.first(where: { nodes[$0.index].overlap != nil }) {
+                return .failure(handoffInProgress(busy))
+            }
             for id in ids { stop(id, then: .operatorRestart) }
+        case .handoff:
+            if let refusal = handoffRefusal(ids, name: name) { return .failure(refusal) }
+            for id in ids {
+                if nodes[id.index].worker?.handoff == .overlap {
+                    beginOverlap(id)
+                } else {
+                    stop(id, then: .operatorRestart, verb: "handoff (stop first)")
+                }
+            }
         case .start:
             if safeModeState != nil, let g = ids.first(where: { nodes[$0.index].worker?.guarded == true }) {
                 return .failure(CommandError("\(nodes[g.index].name) is guarded and the tree is in safe mode; leave it first: vigil safe-mode off"))
@@ -56,10 +68,11 @@ extension SupervisionTree {
         return .success(finish())
     }
 
-    private mutating func stop(_ id: NodeID, then cause: StopCause) {
-        let verb = cause == .operatorStop ? "stop" : "restart"
+    private mutating func stop(_ id: NodeID, then cause: StopCause, verb: String? = nil) {
+        let verb = verb ?? (cause == .operatorStop ? "stop" : "restart")
         emit(.command, id, detail: "operator: \(verb)")
         nodes[id.index].lastReason = "\(verb) by operator"
+        abandonHandoff(id, because: "an operator stopped it")
         let node = nodes[id.index]
         if node.isSupervisor {
             if node.state == .running {

@@ -13,6 +13,10 @@ extension SupervisionTree {
         }
         nodes[id.index].pid = nil
         let parent = node.parent!
+        if case .incoming = node.overlap {
+            outgoingDiedDuringHandoff(id, status)
+            return
+        }
 
         switch node.state {
         case .stopping(.operatorStop):
@@ -202,10 +206,12 @@ extension SupervisionTree {
         }
     }
 
+    /// A child is terminated once its own process and any handoff's process beside it are gone.
     private func stillTerminating(_ id: NodeID) -> Bool {
+        if nodes[id.index].overlap != nil { return true }
         switch nodes[id.index].state {
-        case .stopping, .spawning: true
-        default: false
+        case .stopping, .spawning: return true
+        default: return false
         }
     }
 
@@ -220,6 +226,7 @@ extension SupervisionTree {
             }
             return
         }
+        abandonHandoff(id, because: "\(nodes[node.parent!.index].name) is terminating its children")
         switch node.state {
         case .starting, .running:
             nodes[id.index].state = .stopping(.plan)
@@ -240,18 +247,24 @@ extension SupervisionTree {
     /// SIGTERM (or SIGKILL for brutal_kill) to the group, and the shutdown deadline.
     mutating func signalTermination(_ id: NodeID) {
         let node = nodes[id.index]
-        guard let pid = node.pid, let spec = node.worker else { return }
+        guard let pid = node.pid else { return }
+        signalTermination(id, process: SideProcess(incarnation: node.incarnation, pid: pid, startedAt: node.startedAt))
+    }
+
+    /// The same for one given process of `id` (its own, or a handoff's side process).
+    mutating func signalTermination(_ id: NodeID, process: SideProcess) {
+        guard let pid = process.pid, let spec = nodes[id.index].worker else { return }
         switch spec.shutdown {
         case .brutalKill:
-            emit(.terminate, id, detail: "SIGKILL to its group (brutal_kill)")
+            emit(.terminate, id, process: process, detail: "SIGKILL to its group (brutal_kill)")
             effects.append(.signal(id, pid: pid, signal: SignalName.kill))
         case .timeout(let t):
-            emit(.terminate, id, detail: "SIGTERM to its group, SIGKILL in \(t.topologyText)")
+            emit(.terminate, id, process: process, detail: "SIGTERM to its group, SIGKILL in \(t.topologyText)")
             effects.append(.signal(id, pid: pid, signal: SignalName.term))
-            nodes[id.index].stopDeadline = now + t
-            timers.schedule(.shutdownTimeout(id, incarnation: node.incarnation), at: now + t)
+            if process.incarnation == nodes[id.index].incarnation { nodes[id.index].stopDeadline = now + t }
+            timers.schedule(.shutdownTimeout(id, incarnation: process.incarnation), at: now + t)
         case .infinity:
-            emit(.terminate, id, detail: "SIGTERM to its group (shutdown: infinity)")
+            emit(.terminate, id, process: process, detail: "SIGTERM to its group (shutdown: infinity)")
             effects.append(.signal(id, pid: pid, signal: SignalName.term))
         }
     }

@@ -154,6 +154,7 @@ extension SupervisionTree {
             let id = n.id
             nodes[id.index].downForSafeMode = true
             nodes[id.index].lastReason = "stopped by safe mode"
+            abandonHandoff(id, because: "safe mode stops it")
             switch n.state {
             case .starting, .running:
                 nodes[id.index].state = .stopping(.operatorStop)

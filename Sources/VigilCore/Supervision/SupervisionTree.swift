@@ -73,6 +73,7 @@ public struct SupervisionTree {
     public mutating func continueIncarnations(from previous: [String: UInt64]) {
         for i in nodes.indices where nodes[i].worker != nil {
             nodes[i].incarnation = max(nodes[i].incarnation, previous[nodes[i].name] ?? 0)
+            nodes[i].lastIncarnation = nodes[i].incarnation
         }
     }
 
@@ -90,6 +91,16 @@ public struct SupervisionTree {
     public func isBeingStopped(_ id: NodeID) -> Bool {
         if case .stopping = nodes[id.index].state { return true }
         return false
+    }
+
+    /// The same for one incarnation: during a handoff the node has two processes, and the
+    /// outgoing one is being stopped while the incoming one is not.
+    public func isBeingStopped(_ id: NodeID, incarnation: UInt64) -> Bool {
+        if let side = nodes[id.index].overlap, side.process.incarnation == incarnation {
+            if case .leaving = side { return true }
+            return false
+        }
+        return incarnation == nodes[id.index].incarnation && isBeingStopped(id)
     }
 
     /// The nodes a name stands for: one child, a pool's instances, or a supervisor.
@@ -123,6 +134,7 @@ public struct SupervisionTree {
     /// Handles one event at `now` and returns the effects to carry out, in order.
     public mutating func handle(_ event: Event, at now: Instant) -> [Effect] {
         begin(at: now)
+        if handleSideEvent(event) { return finish() }
         switch event {
         case .start:
             if !isStarted {
@@ -155,6 +167,7 @@ public struct SupervisionTree {
             for n in nodes where n.isAlive {
                 if let pid = n.pid { effects.append(.signal(n.id, pid: pid, signal: SignalName.kill)) }
             }
+            killSideProcesses()
             if nodes[0].plan == nil && nodes[0].state != .stopped {
                 terminateSupervisor(root, then: .stopSelf(thenIdle: false))
             }
@@ -187,6 +200,19 @@ public struct SupervisionTree {
         let n = nodes[id.index]
         effects.append(.record(Record(kind, node: n.name, pid: n.pid,
                                       incarnation: n.worker == nil ? nil : n.incarnation, detail: detail)))
+    }
+
+    /// A record about a process of `id` that is not (or no longer) the node's own: a
+    /// handoff's side process.
+    mutating func emit(_ kind: RecordKind, _ id: NodeID, process: SideProcess, detail: String) {
+        effects.append(.record(Record(kind, node: nodes[id.index].name, pid: process.pid,
+                                      incarnation: process.incarnation, detail: detail)))
+    }
+
+    /// The next incarnation number of a worker, never one given out before.
+    mutating func nextIncarnation(_ id: NodeID) -> UInt64 {
+        nodes[id.index].lastIncarnation = max(nodes[id.index].lastIncarnation, nodes[id.index].incarnation) + 1
+        return nodes[id.index].lastIncarnation
     }
 
     private mutating func spawned(_ id: NodeID, _ inc: UInt64, _ pid: Int32) {
@@ -229,6 +255,7 @@ public struct SupervisionTree {
 
     private mutating func fireTimers() {
         while let (due, dueAt) = timers.popDue(at: now) {
+            if sideTimerFired(due) { continue }
             switch due {
             case .readyTimeout(let id, let inc):
                 let n = nodes[id.index]
@@ -273,7 +300,8 @@ public struct SupervisionTree {
     /// like a new OTP supervisor process.
     mutating func reconcile() {
         guard isStarted, outcome == nil else { return }
-        for i in nodes.indices where nodes[i].state == .idle {
+        // A worker whose side process (a handoff's) is still going away starts once it is gone.
+        for i in nodes.indices where nodes[i].state == .idle && nodes[i].overlap == nil {
             let id = nodes[i].id
             if let p = nodes[i].parent {
                 guard nodes[p.index].state == .running, nodes[p.index].plan == nil else { continue }
@@ -288,7 +316,7 @@ public struct SupervisionTree {
                 nodes[i].readyAt = now
                 for c in nodes[i].children { refresh(c) }
             } else {
-                nodes[i].incarnation += 1
+                nodes[i].incarnation = nextIncarnation(id)
                 nodes[i].state = .spawning
                 nodes[i].readyAt = nil
                 effects.append(.spawn(id, incarnation: nodes[i].incarnation))

@@ -55,6 +55,14 @@ extension SupervisionTree {
     func stateText(_ id: NodeID, at now: Instant? = nil) -> String {
         let now = now ?? self.now
         let n = nodes[id.index]
+        switch (n.overlap, n.state) {
+        case (.incoming?, .running), (.leaving(_, .replaced)?, .running):
+            return "handing off"
+        case (_?, _) where !n.isAlive:
+            return "stopping"  // down, but a handoff's process is still going away
+        default:
+            break
+        }
         switch n.state {
         case .idle:
             let missing = n.dependencies.filter { !isReady($0) }.map { nodes[$0.index].name }

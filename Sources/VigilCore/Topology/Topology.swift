@@ -126,6 +126,18 @@ public enum Readiness: String, Sendable, CaseIterable {
     case notify
 }
 
+/// How `vigil restart --handoff` replaces a worker with a fresh instance of itself.
+public enum HandoffMode: String, Sendable, CaseIterable {
+    /// The incoming instance starts beside the running one, from its fresh checkpoint; the
+    /// outgoing one is stopped only once the incoming is READY. For workers that tolerate two
+    /// instances for a moment (no exclusive session, no exclusive port or lock).
+    case overlap
+    /// The running instance is stopped first, then the replacement starts from the
+    /// checkpoint: the default, and the only safe choice for a gateway holding the
+    /// exchange session.
+    case stopFirst = "stop_first"
+}
+
 /// A name in `depends_on`, with where it was written.
 public struct Dependency: Hashable, Sendable {
     public var name: String
@@ -162,6 +174,8 @@ public struct WorkerSpec: Hashable, Sendable {
     public var safeMode: SafeModeAction
     /// Largest checkpoint vigil keeps for it, in bytes.
     public var maxCheckpointBytes: Int
+    /// How a planned handoff (`vigil restart --handoff`) replaces it.
+    public var handoff: HandoffMode
     public var location: SourceLocation
 
     public init(name: String, argv: [String], env: [String: String] = [:],
@@ -170,7 +184,8 @@ public struct WorkerSpec: Hashable, Sendable {
                 readyTimeout: Duration = .seconds(10), backoff: BackoffPolicy = BackoffPolicy(),
                 instances: Int = 1, role: WorkerRole? = nil, readiness: Readiness = .channel,
                 watchdog: Duration? = nil, guarded: Bool = false, safeMode: SafeModeAction = .keep,
-                maxCheckpointBytes: Int = 8192, location: SourceLocation = .none) {
+                maxCheckpointBytes: Int = 8192, handoff: HandoffMode = .stopFirst,
+                location: SourceLocation = .none) {
         self.name = name
         self.argv = argv
         self.env = env
@@ -187,6 +202,7 @@ public struct WorkerSpec: Hashable, Sendable {
         self.guarded = guarded
         self.safeMode = safeMode
         self.maxCheckpointBytes = maxCheckpointBytes
+        self.handoff = handoff
         self.location = location
     }
 }

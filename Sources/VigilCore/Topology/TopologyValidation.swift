@@ -17,6 +17,10 @@
 ///   `max` >= `initial`, `jitter` in [0, 1], `reset_after` > 0.
 /// - argv is non-empty and argv[0] is non-empty; env names are non-empty without '=';
 ///   at most one worker has role `guardian`, and it is not a pool.
+/// - `handoff: overlap` runs two instances of a worker for a moment, so it is refused where
+///   two at once are never safe: on a `gateway` (two sessions with the exchange could both
+///   trade) and on the `guardian` (two would answer the same restart question). It is fine
+///   on a pool's instances (each is handed off on its own) and with `readiness: exec`.
 /// - A supervisor has at least one child.
 public enum TopologyValidator {
     /// The largest pool vigil accepts: a typo like `instances: 10000` should not fork-bomb
@@ -297,6 +301,13 @@ extension TopologyValidator {
                     report(loc, "the guardian '\(w.name)' must not be a pool: vigil asks exactly one guardian, remove instances: \(w.instances)",
                            spec: loc, field: "role")
                 }
+            }
+            if w.handoff == .overlap, let role = w.role, role == .gateway || role == .guardian {
+                let why = role == .gateway
+                    ? "a gateway holds the exchange session, and two sessions at once could both trade"
+                    : "vigil asks exactly one guardian, and two at once would both answer"
+                report(loc, "worker '\(w.name)' has role \(role.rawValue) and cannot hand off with overlap: \(why); use handoff: stop_first",
+                       spec: loc, field: "handoff")
             }
         }
 

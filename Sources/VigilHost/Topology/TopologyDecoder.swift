@@ -19,7 +19,7 @@ enum TopologyKeys {
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
                          "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog",
-                         "guarded", "safe_mode", "max_checkpoint_bytes"]
+                         "guarded", "safe_mode", "max_checkpoint_bytes", "handoff"]
     static let defaults = ["restart", "shutdown", "ready_timeout", "watchdog", "backoff", "env", "working_directory"]
     static let backoff = ["initial", "multiplier", "max", "jitter", "reset_after"]
 }
@@ -184,7 +184,7 @@ struct TopologyDecoder {
             switch key {
             case "depends_on": "only workers have depends_on: put it on the workers under this supervisor"
             case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness", "watchdog",
-                 "guarded", "safe_mode", "max_checkpoint_bytes":
+                 "guarded", "safe_mode", "max_checkpoint_bytes", "handoff":
                 "\(key) is a worker setting: put it on the workers under this supervisor, or in defaults:"
             default: nil
             }
@@ -260,6 +260,9 @@ struct TopologyDecoder {
         }
         if let n = fields["readiness"], let v = enumeration(n.value, FieldRef(spec: spec, field: "readiness"), Readiness.self) {
             w.readiness = v
+        }
+        if let n = fields["handoff"], let v = enumeration(n.value, FieldRef(spec: spec, field: "handoff"), HandoffMode.self) {
+            w.handoff = v
         }
         if let n = fields["role"], let v = enumeration(n.value, FieldRef(spec: spec, field: "role"), WorkerRole.self) {
             w.role = v

@@ -7,14 +7,15 @@ extension TreeHost {
     /// Reads what a worker sent. At most a bounded number of frames per wake-up, so one
     /// chatty worker cannot starve the loop; garbage or a flood cuts the worker off.
     func readChannel(_ fd: Int32) {
-        guard let id = nodeByChannel[fd], var child = live[id] else { return }
+        // The node's own process, or a handoff's second one: each reads as itself.
+        guard let id = nodeByChannel[fd], var child = liveChild(id, channel: fd) else { return }
         for _ in 0..<64 {
             let n = receiveBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)) }
             if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
                 // The worker closed its end (it is exiting); its exit arrives via SIGCHLD.
                 closeChannel(of: child)
                 child.channel = -1
-                live[id] = child
+                store(child)
                 return
             }
             if n < 0 { break }
@@ -25,8 +26,8 @@ extension TreeHost {
             }
             child.framesInWindow += 1
             if child.framesInWindow > configuration.floodLimit {
-                live[id] = child
-                cutOff(id, "flooding: more than \(configuration.floodLimit) frames in one second")
+                store(child)
+                cutOff(child, "flooding: more than \(configuration.floodLimit) frames in one second")
                 return
             }
             let frame: Frame
@@ -35,8 +36,8 @@ extension TreeHost {
                 if n > Frame.maximumSize { throw FrameError.tooLarge(n) } 
                 frame = try Frame(decoding: receiveBuffer[0..<n])
             } catch {
-                live[id] = child
-                cutOff(id, "sent a malformed frame: \(error)")
+                store(child)
+                cutOff(child, "sent a malformed frame: \(error)")
                 return
             }
             switch frame {
@@ -54,15 +55,15 @@ extension TreeHost {
             }
             // The frames below act on the tree, which may replace or remove this child:
             // store what was counted so far, act, then read the child back.
-            live[id] = child
+            store(child)
             switch frame {
             case .ready:
                 apply(tree.handle(.ready(id, incarnation: child.incarnation), at: Instant(nanoseconds: t)))
             case .checkpoint(let state):
-                keepCheckpoint(state, from: id, incarnation: child.incarnation)
+                keepCheckpoint(state, from: child)
             case .verdict(let question, let verdict):
                 guard tree.workerSpec(of: id)?.role == .guardian else {
-                    cutOff(id, "sent a verdict but is not the guardian")
+                    cutOff(child, "sent a verdict but is not the guardian")
                     return
                 }
                 apply(tree.handle(.verdict(id: question, GuardianVerdict(verdict)), at: Instant(nanoseconds: t)))
@@ -73,15 +74,15 @@ extension TreeHost {
                 apply([.record(Record(kind, node: tree.name(of: id), pid: child.pid, incarnation: child.incarnation,
                                       detail: "\(key): \(String(text.prefix(500)))"))])
             case .sample, .notice, .restore, .restartRequest, .checkpointRequest, .checkpointRefused:
-                cutOff(id, "sent a frame only vigil may send (\(frame.kindName))")
+                cutOff(child, "sent a frame only vigil may send (\(frame.kindName))")
                 return
             case .heartbeat, .status, .stopping:
                 break  // handled above
             }
-            guard let refreshed = live[id], refreshed.channel == fd else { return }
+            guard let refreshed = liveChild(id, channel: fd) else { return }
             child = refreshed
         }
-        live[id] = child
+        store(child)
     }
 
     /// A worker's status text as `vigil status` shows it in a terminal table: no escapes,
@@ -92,50 +93,68 @@ extension TreeHost {
         }))
     }
 
-    /// A worker broke the protocol: stop reading it and let the core kill and restart it.
-    func cutOff(_ id: NodeID, _ why: String) {
-        guard var child = live[id] else { return }
+    /// A worker broke the protocol: stop reading it and let the core kill and restart it
+    /// (or, for a handoff's incoming process, kill it and keep the running one).
+    func cutOff(_ child: LiveChild, _ why: String) {
+        guard var child = liveChild(child.node, pid: child.pid) else { return }
         closeChannel(of: child)
         child.channel = -1
-        live[id] = child
-        apply(tree.handle(.protocolViolation(id, incarnation: child.incarnation, why), at: Instant(nanoseconds: now)))
+        store(child)
+        apply(tree.handle(.protocolViolation(child.node, incarnation: child.incarnation, why), at: Instant(nanoseconds: now)))
     }
 
     /// Keeps a worker's checkpoint durably for its next incarnation, or refuses it (too
     /// large) with a clear answer to the worker and a journal line; the last good one stays.
-    func keepCheckpoint(_ state: [UInt8], from id: NodeID, incarnation: UInt64) {
+    /// During an overlapping handoff only the child's own lineage is kept (see `Handoffs`).
+    func keepCheckpoint(_ state: [UInt8], from child: LiveChild) {
+        let id = child.node
         let limit = tree.workerSpec(of: id)?.maxCheckpointBytes ?? 0
         guard state.count <= limit else {
-            let why = "checkpoint of \(state.count) bytes exceeds this worker's limit of \(limit) bytes (max_checkpoint_bytes); the previous checkpoint is kept"
-            apply([.record(Record(.checkpointRefused, node: tree.name(of: id), pid: tree.pid(of: id), incarnation: incarnation, detail: why))])
-            send(.checkpointRefused(reason: why), to: id)
+            refuseCheckpoint(from: child, "checkpoint of \(state.count) bytes exceeds this worker's limit of \(limit) bytes (max_checkpoint_bytes); the previous checkpoint is kept")
+            return
+        }
+        if child.incarnation != tree.incarnation(of: id) {
+            keepCheckpointBeside(state, from: child)
             return
         }
         do {
-            try checkpoints.save(node: tree.name(of: id), incarnation: incarnation, state: state, at: vigil_realtime_ns())
+            try checkpoints.save(node: tree.name(of: id), incarnation: child.incarnation, state: state, at: vigil_realtime_ns())
             handoffs.checkpointArrived(from: id)
         } catch {
-            let why = "checkpoint could not be stored: \(error); the previous checkpoint is kept"
-            apply([.record(Record(.checkpointRefused, node: tree.name(of: id), pid: tree.pid(of: id), incarnation: incarnation, detail: why))])
-            send(.checkpointRefused(reason: why), to: id)
+            refuseCheckpoint(from: child, "checkpoint could not be stored: \(error); the previous checkpoint is kept")
         }
+    }
+
+    /// Journals a refused checkpoint and tells the worker that sent it.
+    func refuseCheckpoint(from child: LiveChild, _ why: String) {
+        apply([.record(Record(.checkpointRefused, node: tree.name(of: child.node), pid: child.pid, incarnation: child.incarnation, detail: why))])
+        send(.checkpointRefused(reason: why), to: child)
     }
 
     /// What a new incarnation hears first: its last checkpoint, then the tree's mode.
-    func greet(_ id: NodeID) {
-        let last = try? checkpoints.last(node: tree.name(of: id))
-        send(.restore(last?.state), to: id)
+    /// Returns the checkpoint it was given.
+    @discardableResult
+    func greet(_ child: LiveChild) -> (state: [UInt8], incarnation: UInt64, wallNanoseconds: Int64)? {
+        let last = try? checkpoints.last(node: tree.name(of: child.node))
+        send(.restore(last?.state), to: child)
         if let safe = tree.safeMode {
-            send(.notice(key: Notice.safeMode, value: "on"), to: id)
-            if safe.liquidating && tree.workerSpec(of: id)?.role == .gateway {
-                send(.notice(key: Notice.liquidate, value: "start"), to: id)
+            send(.notice(key: Notice.safeMode, value: "on"), to: child)
+            if safe.liquidating && tree.workerSpec(of: child.node)?.role == .gateway {
+                send(.notice(key: Notice.liquidate, value: "start"), to: child)
             }
         }
+        return last
     }
 
-    /// Sends a frame to a worker; a full or broken channel drops it (never blocks vigil).
+    /// Sends a frame to a worker (its current incarnation's process).
     func send(_ frame: Frame, to id: NodeID) {
-        guard let child = live[id], child.channel >= 0, let bytes = try? frame.encoded() else { return }
+        guard let child = live[id] else { return }
+        send(frame, to: child)
+    }
+
+    /// Sends a frame to one process; a full or broken channel drops it (never blocks vigil).
+    func send(_ frame: Frame, to child: LiveChild) {
+        guard child.channel >= 0, let bytes = try? frame.encoded() else { return }
         _ = bytes.withUnsafeBytes { Glibc.send(child.channel, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
     }
 }

@@ -65,6 +65,14 @@ extension TreeHost {
             return .answered
         }
         let ids = tree.resolve(name)
+        let previous = Dictionary(uniqueKeysWithValues: ids.map { ($0, tree.incarnation(of: $0)) })
+        return .waiting(PendingCommand(connection: connection, verb: verb, name: name, nodes: ids, previous: previous,
+                                       since: now, deadline: now + budget(verb, ids).nanoseconds))
+    }
+
+    /// How long `verb` may take on `ids` before it is reported as not finished: each one's
+    /// shutdown, plus its ready timeout unless it is only stopped.
+    func budget(_ verb: String, _ ids: [NodeID]) -> Duration {
         var budget: Duration = .seconds(2)
         for id in ids {
             if let spec = tree.workerSpec(of: id) {
@@ -74,48 +82,12 @@ extension TreeHost {
                 budget += .seconds(30)
             }
         }
-        let previous = Dictionary(uniqueKeysWithValues: ids.map { ($0, tree.incarnation(of: $0)) })
-        return .waiting(PendingCommand(connection: connection, verb: verb, name: name, nodes: ids, previous: previous,
-                                       since: now, deadline: now + budget.nanoseconds))
-    }
-
-    /// `restart --handoff NAME`: ask the running instance for a fresh checkpoint; restart
-    /// once it is stored (or after 3 s, with the last one) so the replacement starts from it.
-    func startHandoff(_ request: ControlRequest, on connection: ControlConnection) {
-        let words = request.words.filter { $0 != "--handoff" }
-        guard words.count >= 2 else {
-            follow(connection, connection.respond(ok: false, body: "usage: restart --handoff NAME"))
-            return
-        }
-        let ids = tree.resolve(words[1])
-        guard !ids.isEmpty else {
-            follow(connection, connection.respond(ok: false, body: "no child named '\(words[1])'; `vigil status` lists them"))
-            return
-        }
-        let running = ids.filter { tree.isReady($0) && tree.workerSpec(of: $0) != nil }
-        for id in running { send(.checkpointRequest, to: id) }
-        let record = Record(.command, node: words[1], detail: "\(request.words.joined(separator: " ")) from uid \(request.peerUID) pid \(request.peerPID): asked \(running.count) instance(s) for a fresh checkpoint")
-        apply([.record(record)])
-        handoffs.pending.append(Handoffs.Pending(nodes: Set(ids), waiting: Set(running), name: words[1], connection: connection,
-                                                 request: ControlRequest(words: words, peerUID: request.peerUID, peerPID: request.peerPID),
-                                                 deadline: now + 3_000_000_000))
+        return budget
     }
 
     /// Answers every waiting command whose work is done or whose deadline has passed.
     func answerFinishedCommands() {
-        for h in handoffs.due(at: now) {
-            if !h.waiting.isEmpty {
-                let late = h.waiting.map { tree.name(of: $0) }.sorted().joined(separator: ", ")
-                apply([.record(Record(.command, node: h.name, detail: "no fresh checkpoint from \(late) within 3s; restarting with the last stored one"))])
-            }
-            switch startWaiting(for: h.request, on: h.connection) {
-            case .waiting(let pending): pendingCommands.append(pending)
-            case .answered: break
-            case .notAWaitingCommand:
-                let (ok, body) = answer(h.request)
-                follow(h.connection, h.connection.respond(ok: ok, body: body))
-            }
-        }
+        for h in handoffs.due(at: now) { carryOut(h) }
         guard !pendingCommands.isEmpty else { return }
         let t = now
         pendingCommands.removeAll { p in
@@ -127,6 +99,14 @@ extension TreeHost {
                 done = p.nodes.allSatisfy { tree.pid(of: $0) == nil && states[$0.index].state.hasPrefix("stopped") }
             case "restart":
                 done = p.nodes.allSatisfy { tree.isReady($0) && (tree.workerSpec(of: $0) == nil || tree.incarnation(of: $0) > p.previous[$0]!) }
+            case "handoff":
+                switch handoffProgress(p, states) {
+                case .inProgress: done = false
+                case .done: done = true
+                case .failed(let why):
+                    follow(p.connection, p.connection.respond(ok: false, body: "handoff \(p.name) failed: \(why); see `vigil events \(p.name)`"))
+                    return true
+                }
             default:
                 done = p.nodes.allSatisfy { tree.isReady($0) }
             }

@@ -30,33 +30,3 @@ extension RestartRequest {
                   incarnation: q.incarnation)
     }
 }
-
-/// Planned handoffs (`vigil restart --handoff NAME`): the running instance is asked for a
-/// fresh checkpoint; the restart happens once it has arrived (or after `deadline`), so the
-/// replacement starts from it. (Overlapping old and new instance is not done yet: the old
-/// one is stopped first, which is what a gateway holding an exchange session needs.)
-struct Handoffs {
-    struct Pending {
-        var nodes: Set<NodeID>
-        var waiting: Set<NodeID>
-        var name: String
-        var connection: ControlConnection
-        var request: ControlRequest
-        var deadline: Int64
-    }
-
-    var pending: [Pending] = []
-
-    mutating func checkpointArrived(from id: NodeID) {
-        for i in pending.indices { pending[i].waiting.remove(id) }
-    }
-
-    /// Handoffs whose checkpoints are in, or whose time is up.
-    mutating func due(at now: Int64) -> [Pending] {
-        let ready = pending.filter { $0.waiting.isEmpty || $0.deadline <= now }
-        pending.removeAll { $0.waiting.isEmpty || $0.deadline <= now }
-        return ready
-    }
-
-    var earliestDeadline: Int64? { pending.map(\.deadline).min() }
-}

@@ -14,19 +14,22 @@ extension TreeHost {
         }
     }
 
-    /// The child that sent a datagram: its main process, or a process in its group (a
-    /// daemon's helper, or `systemd-notify` run from a script). nil for anyone else.
-    func sender(of pid: Int32) -> NodeID? {
+    /// The process that sent a datagram: a child's main process, or a process in its
+    /// group (a daemon's helper, or `systemd-notify` run from a script), as the incarnation
+    /// it belongs to (during a handoff a worker has two). nil for anyone else.
+    func sender(of pid: Int32) -> LiveChild? {
         guard pid > 0 else { return nil }
-        if let id = nodeByPID[pid] { return id }
+        if let id = nodeByPID[pid] { return liveChild(id, pid: pid) }
         let group = getpgid(pid)
-        return group > 0 ? nodeByPID[group] : nil
+        guard group > 0, let id = nodeByPID[group] else { return nil }
+        return liveChild(id, pid: group)
     }
 
     private func handle(_ d: NotifySocket.Datagram) {
         var fds = d.fds
         defer { for fd in fds { close(fd) } }  // whatever is not stored is closed
-        guard let id = sender(of: d.pid), var child = live[id] else { return }  // not a child: ignored
+        guard var child = sender(of: d.pid) else { return }  // not a child: ignored
+        let id = child.node
         let name = tree.name(of: id)
         let t = now
         guard let bytes = d.bytes, let m = try? NotifyMessage(parsing: bytes) else {
@@ -36,7 +39,7 @@ extension TreeHost {
         if m.isSet("BARRIER") { return }  // closing its fd (the defer) is the answer
         if let text = m["STATUS"] { child.statusText = Self.displayable(text) }
         if m.isSet("STOPPING") { child.statusText = "stopping" }
-        live[id] = child
+        store(child)
         if m.isSet("FDSTOREREMOVE") { removeStored(m, of: id, name: name, pid: d.pid) }
         if m.isSet("FDSTORE") {
             keepStored(&fds, m, of: id, name: name, pid: d.pid)
@@ -65,7 +68,7 @@ extension TreeHost {
 
     /// FDSTORE=1: keeps the datagram's descriptors (they leave `fds`), journaled.
     private func keepStored(_ fds: inout [Int32], _ m: NotifyMessage, of id: NodeID, name: String, pid: Int32) {
-        let incarnation = live[id]?.incarnation
+        let incarnation = sender(of: pid)?.incarnation
         switch m.fdName() {
         case .failure(let e):
             apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: incarnation,
@@ -91,7 +94,7 @@ extension TreeHost {
             _ = try? notifier.removeStoredDescriptors(name: upstream)
         }
         if n > 0 {
-            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: live[id]?.incarnation,
+            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: sender(of: pid)?.incarnation,
                                   detail: "removed \(n) stored descriptor(s) named '\(fdName)'"))])
         }
     }

@@ -37,7 +37,11 @@ public final class TreeHost {
     var control: ControlServer?
     var connections: [Int32: ControlConnection] = [:]
 
+    /// The process of each worker's current incarnation (the core's `incarnation(of:)`).
     var live: [NodeID: LiveChild] = [:]
+    /// A worker's second process during an overlapping handoff: the incoming one until it
+    /// takes over, then the outgoing one until it is gone (see `followHandoffs`).
+    var overlapping: [NodeID: LiveChild] = [:]
     var nodeByPID: [Int32: NodeID] = [:]
     var nodeByChannel: [Int32: NodeID] = [:]
 
@@ -248,7 +252,8 @@ public final class TreeHost {
             case .askGuardian(let guardian, let question):
                 send(.restartRequest(RestartRequest(question)), to: guardian)
             case .broadcast(let key, let value):
-                for id in live.keys { send(.notice(key: key, value: value), to: id) }
+                for child in live.values { send(.notice(key: key, value: value), to: child) }
+                for child in overlapping.values { send(.notice(key: key, value: value), to: child) }
             case .treeReady:
                 _ = try? notifier.ready(status: tree.summary())
             case .treeFinished(let o):
@@ -256,6 +261,7 @@ public final class TreeHost {
             }
         }
         for event in followUps { apply(tree.handle(event, at: Instant(nanoseconds: now))) }
+        followHandoffs()
     }
 
     private func spawn(_ id: NodeID, _ incarnation: UInt64) -> Event {
@@ -263,7 +269,10 @@ public final class TreeHost {
         do {
             let stored = fdStore.handover(for: tree.name(of: id)).map { (name: $0.name, fd: $0.fd) }
             let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation, listening: stored)
-            live[id] = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
+            let process = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
+            // A handoff's incoming process starts beside the running one.
+            let beside = tree.handoffPhase(of: id) == .starting(incoming: incarnation)
+            if beside { overlapping[id] = process } else { live[id] = process }
             nodeByPID[child.pid] = id
             nodeByChannel[child.channel] = id
             do {
@@ -271,7 +280,8 @@ public final class TreeHost {
             } catch {
                 LogLine.write("vigil: cannot watch the channel of \(tree.name(of: id)): \(error)")
             }
-            greet(id)
+            let given = greet(process)
+            if beside { handoffs.greeted(id, with: given.map { ($0.state, $0.incarnation) }) }
             return .spawned(id, incarnation: incarnation, pid: child.pid)
         } catch {
             return .spawnFailed(id, incarnation: incarnation, errno: error.errno)
@@ -308,13 +318,14 @@ public final class TreeHost {
         // What a child said on NOTIFY_SOCKET just before it died is still attributed to it.
         readNotifications()
         let gone = reaper.reap(leader: { pid in
-            nodeByPID[pid].map { tree.isBeingStopped($0) ? .await : .kill }
+            guard let id = nodeByPID[pid], let child = liveChild(id, pid: pid) else { return nil }
+            return tree.isBeingStopped(id, incarnation: child.incarnation) ? .await : .kill
         })
         for exit in gone {
             guard let id = nodeByPID[exit.pgid] else { continue }
-            drainChannel(of: id)
+            drainChannel(of: id, pid: exit.pgid)
             nodeByPID.removeValue(forKey: exit.pgid)
-            guard let child = live.removeValue(forKey: id) else { continue }
+            guard let child = removeLiveChild(id, pid: exit.pgid) else { continue }
             closeChannel(of: child)
             apply(tree.handle(.exited(id, incarnation: child.incarnation, exit.status), at: Instant(nanoseconds: now)))
         }
@@ -322,9 +333,9 @@ public final class TreeHost {
 
     /// Reads what a dead worker sent before it died (its last checkpoint above all: a
     /// runner checkpoints an order before sending it) up to the end of its channel.
-    private func drainChannel(of id: NodeID) {
+    private func drainChannel(of id: NodeID, pid: Int32) {
         for _ in 0..<16 {
-            guard let fd = live[id]?.channel, fd >= 0 else { return }
+            guard let fd = liveChild(id, pid: pid)?.channel, fd >= 0 else { return }
             readChannel(fd)
         }
     }
