@@ -24,9 +24,10 @@
 // once) and applied exactly once; then the positions are compared with this runner's
 // fills in the database (client order ids starting with `<VIGIL_NAME>.`), which win if
 // they differ. No new order is sent until then, nor while vigil's `safe_mode` notice is
-// `on`. On SIGTERM it waits up to 1 s for orders in flight and logs one line
-// `FINAL <name> positions=<SYM:qty,...> inflight=<ids> realised=<pnl>` (also reported to
-// vigil's journal, key `positions`).
+// `on`, nor once vigil asked for its handoff checkpoint (`vigil restart --handoff`: the
+// replacement continues from that checkpoint). On SIGTERM it waits up to 1 s for orders
+// in flight and logs one line `FINAL <name> positions=<SYM:qty,...> inflight=<ids>
+// realised=<pnl>` (also reported to vigil's journal, key `positions`).
 //
 // Flags:
 //   --socket PATH          the gateway socket (default $VIGIL_RUNTIME_DIR/gateway.sock,
@@ -135,7 +136,14 @@ if let bytes = restoredState() {
     worker.log("no checkpoint: starting from the database")
 }
 latestCheckpoint.withLock { $0 = encodedState() }
-onCheckpointRequest { latestCheckpoint.withLock { $0 } }
+/// Set once vigil asked for the handoff checkpoint: the replacement continues from it, so
+/// this instance sends no new order (with `handoff: overlap` it keeps running until the
+/// replacement is READY; what it has in flight the replacement re-sends by id).
+let handingOver = Atomic<Bool>(false)
+onCheckpointRequest {
+    handingOver.store(true, ordering: .sequentiallyConsistent)
+    return latestCheckpoint.withLock { $0 }
+}
 /// Set when safe mode ends: a liquidation may have flattened this runner's book in the
 /// database meanwhile, so the main loop compares with it before trading again.
 let reconcileAfterSafeMode = Atomic<Bool>(false)
@@ -236,7 +244,8 @@ var disconnects = 0
         guard let signal = strategies[i]!.update(p) else { return }
         signals += 1
         guard reconciled, !safeMode.load(ordering: .sequentiallyConsistent),
-              !reconcileAfterSafeMode.load(ordering: .sequentiallyConsistent) else { held += 1; return }
+              !reconcileAfterSafeMode.load(ordering: .sequentiallyConsistent),
+              !handingOver.load(ordering: .sequentiallyConsistent) else { held += 1; return }
         let after = book.netIncludingInFlight(i) + signal.side.sign * quantity
         guard abs(after) <= maxPosition else { skipped += 1; return }
         let order = try! Order(clientOrderID: nextClientOrderID(), instrument: i, side: signal.side, quantity: quantity)
