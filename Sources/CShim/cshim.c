@@ -95,7 +95,7 @@ int64_t vigil_monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 int64_t vigil_realtime_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
 int vigil_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                const int *inherit, int inherit_count, pid_t *pid) {
+                const int *inherit, int inherit_count, int output, pid_t *pid) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);
@@ -113,6 +113,11 @@ int vigil_spawn(const char *path, char *const argv[], char *const envp[], const 
                                         POSIX_SPAWN_SETSIGDEF);
 
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    // stdout and stderr first, before the inherited descriptors take their numbers.
+    if (output >= 0) {
+        posix_spawn_file_actions_adddup2(&fa, output, 1);
+        posix_spawn_file_actions_adddup2(&fa, output, 2);
+    }
     for (int i = 0; i < inherit_count; i++)
         posix_spawn_file_actions_adddup2(&fa, inherit[i], 3 + i);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3 + inherit_count);
@@ -183,4 +188,13 @@ int vigil_set_nonblocking(int fd, int on) {
     if (flags < 0) return -errno;
     flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
     return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
+}
+
+int vigil_output_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
+    int flags = fcntl(fds[0], F_GETFL);
+    fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+    // A roomy pipe: a burst of output (10,000 lines in a TERM handler) is not throttled.
+    fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
+    return 0;
 }

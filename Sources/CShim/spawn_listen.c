@@ -26,7 +26,7 @@ static void write_listen_pid(char *slot, pid_t pid) {
 }
 
 int vigil_spawn_listen(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                       const int *inherit, int inherit_count, char *listen_pid_slot, pid_t *pid) {
+                       const int *inherit, int inherit_count, int output, char *listen_pid_slot, pid_t *pid) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) < 0) return errno;
     pid_t child = fork();
@@ -48,6 +48,7 @@ int vigil_spawn_listen(const char *path, char *const argv[], char *const envp[],
         if (setpgid(0, 0) < 0) goto failed;
         int null = open("/dev/null", O_RDONLY);
         if (null < 0 || dup2(null, 0) < 0) goto failed;
+        if (output >= 0 && (dup2(output, 1) < 0 || dup2(output, 2) < 0)) goto failed;
         // Lift every source above the targets first, so no dup2 overwrites another source.
         int floor = 3 + inherit_count + 1;
         if (report[1] < floor) {

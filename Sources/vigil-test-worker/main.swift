@@ -13,6 +13,8 @@
 //   TW_GARBAGE=1          send an invalid frame after READY
 //   TW_FLOOD=1            send heartbeats as fast as possible after READY
 //   TW_HANG_AFTER_MS=N    stop heartbeating N ms after start (still running: hung)
+//   TW_TERM_LINES=N       on SIGTERM, write N lines "line <k>" to stdout, then "last words,
+//                         no newline" without a newline, then exit 0
 //   TW_FAIL_INCARNATION=N if this is incarnation N, exit 3 before READY (a handoff's incoming
 //                         that does not start)
 //   TW_TERM_CHECKPOINT=1  on SIGTERM, checkpoint "farewell from incarnation <n>", then exit 0
@@ -32,6 +34,17 @@ guard let fdText = env(ChildEnvironment.channelFD), let channel = Int32(fdText) 
     exit(2)
 }
 
+/// Writes to stdout unbuffered (so nothing waits in a buffer when the process exits).
+func writeOut(_ text: String) {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+        if n <= 0 { if errno == EINTR { continue }; return }
+        offset += n
+    }
+}
+
 func sendFrame(_ frame: Frame) {
     guard let bytes = try? frame.encoded() else { return }
     _ = bytes.withUnsafeBytes { send(channel, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -44,7 +57,7 @@ if let n = env("TW_FAIL_INCARNATION"), n == env(ChildEnvironment.incarnation) {
 if env("TW_IGNORE_TERM") != nil { signal(SIGTERM, SIG_IGN) }
 // SIGTERM read from a signalfd in the poll loop, so the farewell checkpoint is sent in order.
 var termSignals: [Int32] = [SIGTERM]
-let termFD: Int32 = env("TW_TERM_CHECKPOINT") != nil
+let termFD: Int32 = env("TW_TERM_CHECKPOINT") != nil || env("TW_TERM_LINES") != nil
     ? termSignals.withUnsafeMutableBufferPointer { vigil_signalfd_for($0.baseAddress, 1) } : -1
 if env("TW_FORK") != nil {
     let child = fork()
@@ -151,6 +164,12 @@ while true {
     let timeout = Int32(max(0, (wake - vigil_monotonic_ns()) / 1_000_000)) + 1
     if poll(&pfds, termFD >= 0 ? 2 : 1, timeout) > 0 {
         if termFD >= 0 && pfds[1].revents & Int16(POLLIN) != 0 {
+            if let lines = envInt("TW_TERM_LINES") {
+                // Last words: N lines to stdout, then one without a newline, then exit.
+                for k in 0..<lines { writeOut("line \(k)\n") }
+                writeOut("last words, no newline")
+                exit(0)
+            }
             sendFrame(.checkpoint(Array("farewell from incarnation \(env(ChildEnvironment.incarnation) ?? "?")".utf8)))
             exit(0)
         }

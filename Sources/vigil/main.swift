@@ -43,8 +43,10 @@ Capital safety:
   liquidate --confirm     order the gateways to flatten every position at market
                           (puts the tree in safe mode)
 
-Read the journal (works whether or not vigil runs):
+Read the journal and the logs (work whether or not vigil runs):
   events [-n N] [NAME]    the last N (default 50) decisions and child runs
+  logs [-n N] [-f] NAME   NAME's stdout and stderr, line by line with time and pid
+                          (the last N lines; -f: then follow)
 
 Options (any command):
   --runtime-dir DIR       control socket directory (env VIGIL_RUNTIME_DIR;
@@ -251,6 +253,28 @@ case "events":
     } catch {
         fail("cannot read the journal at \(paths.journal): \(JournalAdvice.explain(error))")
     }
+
+case "logs":
+    var count: Int?
+    if let n = takeOption("-n", from: &arguments) {
+        guard let v = Int(n), v > 0 else { fail("-n needs a positive number", code: ExitCode.usage) }
+        count = v
+    }
+    rejectUnknownOptions(arguments, command, allowed: ["-f", "--follow"])
+    let followOutput = arguments.contains("-f") || arguments.contains("--follow")
+    arguments.removeAll { $0 == "-f" || $0 == "--follow" }
+    guard arguments.count == 1 else { fail("usage: vigil logs [-n N] [-f] NAME", code: ExitCode.usage) }
+    let child = arguments[0]
+    let directory = paths.logDirectory
+    if ChildLogFiles.files(directory: directory, child: child).isEmpty && !followOutput {
+        let known = ChildLogFiles.children(directory: directory)
+        let instances = known.filter { $0.hasPrefix(child + ".") }
+        let hint = !instances.isEmpty ? "a pool's instances have their own logs: " + instances.joined(separator: ", ")
+            : known.isEmpty ? "no child has written anything there yet" : "children with logs: " + known.joined(separator: ", ")
+        fail("no log for '\(child)' in \(directory); \(hint)")
+    }
+    for line in ChildLogFiles.tail(directory: directory, child: child, count: count) { writeStdout(line + "\n") }
+    if followOutput { ChildLogFiles.follow(directory: directory, child: child, write: writeStdout) }
 
 default:
     fail("unknown command '\(command)'; `vigil --help` lists the commands", code: ExitCode.usage)

@@ -48,9 +48,13 @@ int64_t vigil_realtime_ns(void);
 /// mask, default dispositions, stdin from /dev/null, optional working directory, and
 /// `inherit_count` descriptors from `inherit` placed at fds 3, 4, ... (each source must be
 /// >= 3 + inherit_count so a dup2 never overwrites another source). Every other descriptor
-/// above 2 is closed. Returns 0 and sets *pid, or an errno value (exec failures included).
+/// above 2 is closed. With `output` >= 0, stdout and stderr both go to it (else they are
+/// vigil's own). Returns 0 and sets *pid, or an errno value (exec failures included).
 int vigil_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                const int *inherit, int inherit_count, pid_t *pid);
+                const int *inherit, int inherit_count, int output, pid_t *pid);
+/// A pipe for a child's stdout and stderr: fds[0] (vigil's) non-blocking, 1 MiB where the
+/// kernel allows; both CLOEXEC. 0 or -errno.
+int vigil_output_pipe(int fds[2]);
 
 /// Reaps one exited child: waitid(idtype, id, WEXITED|WNOHANG). idtype 0 = P_ALL,
 /// 1 = P_PID, 2 = P_PGID. Returns 1 and fills pid/code/status when one was reaped
@@ -91,6 +95,6 @@ int vigil_dup_above(int fd, int minimum);
 /// socket-passing protocol. `inherit` may hold any descriptors (they are lifted above the
 /// targets first). Returns 0 and sets *pid, or an errno value (exec failures included).
 int vigil_spawn_listen(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                       const int *inherit, int inherit_count, char *listen_pid_slot, pid_t *pid);
+                       const int *inherit, int inherit_count, int output, char *listen_pid_slot, pid_t *pid);
 
 #endif

@@ -16,6 +16,7 @@ public final class EventLoop {
         case controlConnection(Int32)
         case channel(Int32)
         case notify
+        case output(Int32)
     }
 
     public struct Readiness: Sendable {

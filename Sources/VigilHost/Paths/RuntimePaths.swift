@@ -34,6 +34,8 @@ public struct RuntimePaths: Equatable, Sendable, CustomStringConvertible {
 
     /// The Unix stream socket the operator CLI talks to: `runtime/control.sock`.
     public var controlSocket: String { Self.join(runtimeDirectory, "control.sock") }
+    /// Where each child's stdout and stderr are kept (`<child>.log`, rotated).
+    public var logDirectory: String { Self.join(runtimeDirectory, "logs") }
     /// Where children send sd_notify datagrams (their `NOTIFY_SOCKET`).
     public var notifySocket: String { Self.join(runtimeDirectory, "notify.sock") }
 

@@ -8,11 +8,13 @@ import VigilWire
 public struct SpawnedChild: Sendable {
     public var pid: Int32
     public var channel: Int32
+    /// vigil's (non-blocking) end of the pipe the child's stdout and stderr go to.
+    public var output: Int32
 }
 
 /// Spawns workers with posix_spawn (vfork+exec, no fork of vigil's address space): each in
 /// its own process group, empty signal mask, default dispositions, stdin on /dev/null,
-/// stdout/stderr shared with vigil, and one end of a fresh SOCK_SEQPACKET socketpair at fd 3
+/// stdout and stderr into one pipe vigil reads (ChildLogs), and one end of a fresh SOCK_SEQPACKET socketpair at fd 3
 /// (announced in VIGIL_FD). Every other descriptor is closed in the child.
 ///
 /// A child with descriptors in vigil's store gets them the systemd way: at fds 3 ... 3+n-1
@@ -75,6 +77,13 @@ public struct Spawner {
         let childEnd = vigil_move_fd_above(pair[1], 4)
         let parentEnd = pair[0]
         defer { close(childEnd) }
+        var out: [Int32] = [-1, -1]
+        let prc = out.withUnsafeMutableBufferPointer { vigil_output_pipe($0.baseAddress) }
+        guard prc == 0 else {
+            close(parentEnd)
+            throw SystemError("pipe", errno: -prc)
+        }
+        defer { close(out[1]) }
 
         let env = environment(for: spec, name: name, incarnation: incarnation, listening: listening.map(\.name))
         let listenSlot = env.firstIndex(of: "LISTEN_PID=" + Spawner.listenPIDPlaceholder)
@@ -85,19 +94,20 @@ public struct Spawner {
                 return inherit.withUnsafeMutableBufferPointer { fds in
                     if let listenSlot {
                         vigil_spawn_listen(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, Int32(fds.count),
-                                           envp[listenSlot], &pid)
+                                           out[1], envp[listenSlot], &pid)
                     } else {
-                        vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, 1, &pid)
+                        vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, 1, out[1], &pid)
                     }
                 }
             }
         }
         guard result == 0 else {
             close(parentEnd)
+            close(out[0])
             throw SystemError("spawn \(spec.argv[0])", errno: result)
         }
         _ = vigil_set_nonblocking(parentEnd, 1)
-        return SpawnedChild(pid: pid, channel: parentEnd)
+        return SpawnedChild(pid: pid, channel: parentEnd, output: out[0])
     }
 }
 

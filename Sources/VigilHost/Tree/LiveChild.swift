@@ -7,6 +7,10 @@ struct LiveChild {
     let pid: Int32
     /// vigil's end of the channel; -1 once the worker closed it or was cut off.
     var channel: Int32
+    /// vigil's end of the child's stdout/stderr pipe; -1 once it reached its end.
+    var output: Int32 = -1
+    /// The child's output so far that is not yet a whole line.
+    var outputLine = LineAssembler()
     /// The worker's last STATUS text.
     var statusText: String?
     /// Flood guard: frames received in the current one-second window.

@@ -44,6 +44,10 @@ public final class TreeHost {
     var overlapping: [NodeID: LiveChild] = [:]
     var nodeByPID: [Int32: NodeID] = [:]
     var nodeByChannel: [Int32: NodeID] = [:]
+    /// Whose stdout/stderr pipe each output descriptor is.
+    var nodeByOutput: [Int32: NodeID] = [:]
+    /// Children's stdout and stderr, line by line, in files (`vigil logs`).
+    let childLogs: ChildLogs
 
     let signalFD: Int32
     let timerFD: Int32
@@ -57,6 +61,8 @@ public final class TreeHost {
     var pendingCommands: [PendingCommand] = []
     /// One receive buffer for every channel: a frame is copied out before the next read.
     var receiveBuffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
+    /// One read of a child's output at a time.
+    var outputBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     let startedAt: Int64
     /// Held for vigil's lifetime: one tree per state directory (journal, trading data).
     let stateLock: StateDirectoryLock
@@ -121,6 +127,7 @@ public final class TreeHost {
         // Orphans of a worker's own children come back to vigil, so a stop leaves nothing.
         _ = vigil_set_child_subreaper()
         notifySocket = try NotifySocket(path: configuration.paths.notifySocket)
+        childLogs = ChildLogs(directory: configuration.paths.logDirectory)
         do {
             try loop.register(notifySocket.fd, as: .notify)
         } catch {
@@ -164,6 +171,7 @@ public final class TreeHost {
                 case .timer: handleTimer()
                 case .channel(let fd): readChannel(fd)
                 case .notify: readNotifications()
+                case .output(let fd): readOutput(fd)
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
                 }
@@ -269,7 +277,14 @@ public final class TreeHost {
         do {
             let stored = fdStore.handover(for: tree.name(of: id)).map { (name: $0.name, fd: $0.fd) }
             let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation, listening: stored)
-            let process = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
+            var process = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
+            process.output = child.output
+            nodeByOutput[child.output] = id
+            do {
+                try loop.register(child.output, as: .output(child.output))
+            } catch {
+                LogLine.write("vigil: cannot watch the output of \(tree.name(of: id)): \(error)")
+            }
             // A handoff's incoming process starts beside the running one.
             let beside = tree.handoffPhase(of: id) == .starting(incoming: incarnation)
             if beside { overlapping[id] = process } else { live[id] = process }
@@ -325,6 +340,7 @@ public final class TreeHost {
             guard let id = nodeByPID[exit.pgid] else { continue }
             drainChannel(of: id, pid: exit.pgid)
             nodeByPID.removeValue(forKey: exit.pgid)
+            drainOutput(of: id, pid: exit.pgid)
             guard let child = removeLiveChild(id, pid: exit.pgid) else { continue }
             closeChannel(of: child)
             apply(tree.handle(.exited(id, incarnation: child.incarnation, exit.status), at: Instant(nanoseconds: now)))
