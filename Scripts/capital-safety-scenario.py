@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -226,7 +227,8 @@ def main():
         db.close()
         for r in RUNNERS:
             believed = {s: q for s, q in finals.get(r, {"?": 1}).items() if q}
-            check(believed == nets.get(r, {}), f"after the liquidation {r} believes {believed or 'flat'}; its fills say {nets.get(r, {}) or 'flat'}")
+            check(believed == nets.get(r, {}),
+                  f"after the liquidation and more trading, {r} believes {believed or 'flat'}; its fills say {nets.get(r, {}) or 'flat'}")
     except Exception as e:  # a step that could not be carried out is a failure, with why
         check(False, f"scenario step failed: {e}")
     finally:
@@ -243,7 +245,11 @@ def main():
         alive = [p for p in tree.pids_seen if os.path.exists(f"/proc/{p}") and
                  open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
         check(not alive, f"no process of the tree left ({len(tree.pids_seen)} pids seen; alive: {alive})")
-    print(f"scenario: {'PASSED' if not failures else f'FAILED ({len(failures)})'}; seed {seed}; vigil log {directory}/vigil.log")
+    if failures:
+        print(f"scenario: FAILED ({len(failures)}); seed {seed}; vigil log and state kept in {directory}")
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+        print(f"scenario: PASSED; seed {seed}")
     sys.exit(1 if failures else 0)
 
 

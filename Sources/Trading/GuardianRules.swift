@@ -70,22 +70,27 @@ public struct GuardianState: Hashable, Sendable {
     public init(rules: GuardianRules) { self.rules = rules }
 
     /// What a guardian must remember across its own restarts: whether it ordered safe mode
-    /// or a liquidation (only then may its all-clear lift them) and the equity peak its
-    /// drawdown is measured from. Restart times are not kept: vigil's intensity covers a
-    /// guardian that died in between.
+    /// or a liquidation (only then may its all-clear lift them), the equity peak its
+    /// drawdown is measured from, and the restarts it allowed per child within the window
+    /// (the last `Memory.restartsKept` of each: a restart-rate limit must not reset when
+    /// the guardian itself is restarted).
     public struct Memory: Hashable, Sendable {
+        public static let restartsKept = 64
         public var safeModeOrdered: Bool
         public var liquidationOrdered: Bool
         public var peakEquity: Price?
-        public init(safeModeOrdered: Bool, liquidationOrdered: Bool, peakEquity: Price?) {
+        public var restarts: [String: [Int64]]
+        public init(safeModeOrdered: Bool, liquidationOrdered: Bool, peakEquity: Price?, restarts: [String: [Int64]] = [:]) {
             self.safeModeOrdered = safeModeOrdered
             self.liquidationOrdered = liquidationOrdered
             self.peakEquity = peakEquity
+            self.restarts = restarts
         }
     }
 
     public var memory: Memory {
-        Memory(safeModeOrdered: safeModeOrdered, liquidationOrdered: liquidationOrdered, peakEquity: peakEquity)
+        Memory(safeModeOrdered: safeModeOrdered, liquidationOrdered: liquidationOrdered, peakEquity: peakEquity,
+               restarts: restarts.mapValues { Array($0.suffix(Memory.restartsKept)) }.filter { !$0.value.isEmpty })
     }
 
     /// A guardian that continues from what its previous incarnation checkpointed.
@@ -94,6 +99,7 @@ public struct GuardianState: Hashable, Sendable {
         safeModeOrdered = m.safeModeOrdered
         liquidationOrdered = m.liquidationOrdered
         peakEquity = m.peakEquity
+        restarts = m.restarts
     }
 
     /// vigil left safe mode on an operator's word: this guardian's order no longer stands,
@@ -222,14 +228,23 @@ public func netQuantities(_ fills: some Sequence<Fill>) -> [Instrument: Quantity
 extension GuardianState.Memory {
     static let magic: [UInt8] = Array("VGRG".utf8)
 
-    /// `"VGRG" u8 version=1, u8 flags (1 safe mode ordered, 2 liquidation ordered,
-    /// 4 has peak), [i64 peak micros], u32 CRC-32 of every byte before it`.
+    /// `"VGRG" u8 version=2, u8 flags (1 safe mode ordered, 2 liquidation ordered,
+    /// 4 has peak), [i64 peak micros], u16 children, each: str name, u16 n, n x i64 restart
+    /// time; u32 CRC-32 of every byte before it`. Version 1 had no restarts.
     public func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.bytes.append(contentsOf: Self.magic)
-        w.u8(1)
+        w.u8(2)
         w.u8((safeModeOrdered ? 1 : 0) | (liquidationOrdered ? 2 : 0) | (peakEquity == nil ? 0 : 4))
         if let p = peakEquity { w.i64(p.micros) }
+        let children = restarts.sorted { $0.key < $1.key }.prefix(Int(UInt16.max))
+        w.u16(UInt16(children.count))
+        for (child, times) in children {
+            w.string(child)
+            let kept = times.suffix(GuardianState.Memory.restartsKept)
+            w.u16(UInt16(kept.count))
+            for t in kept { w.i64(t) }
+        }
         w.u32(crc32(w.bytes))
         return w.bytes
     }
@@ -238,7 +253,7 @@ extension GuardianState.Memory {
     public init(decoding bytes: [UInt8]) throws(CheckpointError) {
         guard bytes.count >= 10 else { throw .truncated }
         guard Array(bytes.prefix(4)) == Self.magic else { throw .badMagic }
-        guard bytes[4] == 1 else { throw .unsupportedVersion(bytes[4]) }
+        guard bytes[4] == 1 || bytes[4] == 2 else { throw .unsupportedVersion(bytes[4]) }
         var tail = ByteReader(Array(bytes.suffix(4)))
         guard tail.u32() == crc32(bytes.dropLast(4)) else { throw .badChecksum }
         let flags = bytes[5]
@@ -250,7 +265,21 @@ extension GuardianState.Memory {
             guard let micros = r.i64() else { throw .truncated }
             peak = Price(micros: micros)
         }
+        var restarts: [String: [Int64]] = [:]
+        if bytes[4] == 2 {
+            guard let children = r.u16() else { throw .truncated }
+            for _ in 0..<children {
+                guard let child = r.string(), let n = r.u16() else { throw .truncated }
+                guard restarts[child] == nil else { throw .invalid("child \(child) twice") }
+                var times: [Int64] = []
+                for _ in 0..<n {
+                    guard let t = r.i64() else { throw .truncated }
+                    times.append(t)
+                }
+                restarts[child] = times
+            }
+        }
         guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
-        self.init(safeModeOrdered: flags & 1 != 0, liquidationOrdered: flags & 2 != 0, peakEquity: peak)
+        self.init(safeModeOrdered: flags & 1 != 0, liquidationOrdered: flags & 2 != 0, peakEquity: peak, restarts: restarts)
     }
 }

@@ -67,6 +67,9 @@ let safeMode = Atomic<Bool>(false)
 let cancelOpenOrders = Atomic<Bool>(false)
 /// Set by the liquidation notice, cleared by the main loop when it starts liquidating.
 let liquidationRequested = Atomic<Bool>(false)
+// A planned handoff (`vigil restart --handoff exchange-gateway`) needs no state from here:
+// open orders, fills and liquidations are in the database, recovered before READY.
+worker.onCheckpointRequest { [] }
 listenForNotices { key, value in
     switch (key, value) {
     case (Notice.safeMode, "on"), (Notice.safeMode, "off"):

@@ -93,6 +93,7 @@ worker.onRestartRequest { request in
     case .liquidate(let r): .liquidate(reason: r)
     }
     worker.log("restart of \(request.child) after \(request.reason) (\(request.recentRestarts) recent): \(verdict)")
+    checkpointIfChanged()  // the restart it allowed counts after its own restart too
     return verdict
 }
 worker.onNotice { key, value in

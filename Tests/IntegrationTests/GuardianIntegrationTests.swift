@@ -102,6 +102,29 @@ struct GuardianIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    @Test func safeModeOutlivesARestartOfVigil() throws {
+        let v = try tree(verdict: "allow")
+        v.waitFor("tree ready", v.allReady(["guardian", "runner", "strategy"]))
+        #expect(try v.control(["safe-mode", "on", "persist", "me"]).ok)
+        v.waitFor("strategy stopped") { $0["strategy"]?.state == "stopped (safe mode)" }
+        kill(v.process.processIdentifier, SIGKILL)
+        v.process.waitUntilExit()
+        try v.relaunch()
+        v.waitFor("up again, still in safe mode") { $0["guardian"]?.state == "ready" && $0["runner"]?.state == "ready" }
+        let safe = v.rawStatus()?["safe_mode"] as? [String: Any]
+        #expect(safe?["reason"] as? String == "persist me", "\(String(describing: safe))")
+        #expect(v.status()?["strategy"]?.state == "stopped (safe mode)", "what safe mode stops is not started")
+        #expect(v.events().contains { $0.contains("still in safe mode from before vigil restarted") })
+        #expect(try v.control(["safe-mode", "off"]).ok)
+        v.waitFor("strategy back", v.allReady(["strategy"]))
+        // Left: the next vigil starts normally.
+        #expect(v.interrupt() == 0)
+        try v.relaunch()
+        v.waitFor("all up", v.allReady(["guardian", "runner", "strategy"]))
+        #expect(v.rawStatus()?["safe_mode"] is NSNull)
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func aCheckpointSurvivesKillNineAndARestartOfVigil() throws {
         let v = try VigilUnderTest("""
         name: t

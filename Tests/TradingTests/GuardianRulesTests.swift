@@ -156,9 +156,23 @@ struct LiquidationTests {
         #expect(next.observe(snapshot(equity: "-60"), at: 14 * second) == [.liquidate(reason: "drawdown 110 exceeds 100")])
     }
 
+    @Test func theRestartRateLimitHoldsAcrossARestartOfTheGuardian() throws {
+        var g = GuardianState(rules: rules(restarts: 3))
+        _ = g.observe(snapshot(equity: "0"), at: 0)
+        for k in 0..<3 { #expect(g.decide(restartOf: "strategy-runner.1", at: Int64(k) * second) == .allow) }
+        // The guardian is restarted: its successor restores the checkpoint.
+        let bytes = g.memory.encoded()
+        var next = GuardianState(rules: rules(restarts: 3), restoring: try GuardianState.Memory(decoding: bytes))
+        _ = next.observe(snapshot(equity: "0"), at: 3 * second)
+        guard case .deny = next.decide(restartOf: "strategy-runner.1", at: 3 * second) else { Issue.record("the limit was forgotten"); return }
+        #expect(next.decide(restartOf: "strategy-runner.2", at: 3 * second) == .allow)
+    }
+
     @Test func guardianMemoryRoundTripsAndIsDecodedStrictly() throws {
         for m in [GuardianState.Memory(safeModeOrdered: false, liquidationOrdered: false, peakEquity: nil),
-                  GuardianState.Memory(safeModeOrdered: true, liquidationOrdered: true, peakEquity: Price(micros: -123_456_789))] {
+                  GuardianState.Memory(safeModeOrdered: true, liquidationOrdered: true, peakEquity: Price(micros: -123_456_789)),
+                  GuardianState.Memory(safeModeOrdered: false, liquidationOrdered: false, peakEquity: nil,
+                                       restarts: ["strategy-runner.1": [1, 2, 3], "exchange-gateway": [-5]])] {
             #expect(try GuardianState.Memory(decoding: m.encoded()) == m)
         }
         let good = GuardianState.Memory(safeModeOrdered: true, liquidationOrdered: false, peakEquity: Price(units: 7)).encoded()

@@ -157,6 +157,24 @@ struct GuardianTests {
         #expect(h.spawnOrder.contains("runner.2"))
     }
 
+    @Test func aQuestionPutToAGuardianThatThenDiesIsPutToItsReplacement() {
+        var h = Self.tree()
+        h.start()
+        h.readyOnSpawn = false
+        h.clearLogs()
+        h.exit("runner.1")
+        let first = questions(h)
+        #expect(first.count == 1)
+        h.exit("guardian")    // dies before answering
+        h.clearLogs()
+        h.advance(.milliseconds(100))
+        h.ready("guardian")
+        #expect(questions(h) == first, "the same question, to the new guardian")
+        h.send(.verdict(id: first[0].id, .allow))
+        #expect(h.spawnOrder.contains("runner.1"))
+        #expect(h.tree.safeMode == nil)
+    }
+
     @Test func aGuardianThatIsNotBackInTimeIsTheFailSafe() {
         var h = Self.tree(timeout: .seconds(2))
         h.start()

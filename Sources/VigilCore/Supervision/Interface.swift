@@ -67,6 +67,27 @@ public struct SafeModeState: Hashable, Sendable {
     public var by: String
     public var since: Instant
     public var liquidating: Bool
+
+    /// What survives a restart of vigil (kept in the journal): safe mode is left only on
+    /// an operator's or the guardian's word, never by vigil restarting. `since` is on the
+    /// old process's clock, so it is not kept.
+    public var persisted: String {
+        [liquidating ? "liquidating" : "safe", by, reason].joined(separator: "\u{1F}")
+    }
+
+    /// The state `persisted` described, as of `now`; nil for anything else.
+    public init?(persisted text: String, at now: Instant) {
+        let parts = text.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, parts[0] == "safe" || parts[0] == "liquidating" else { return nil }
+        self.init(reason: parts[2], by: parts[1], since: now, liquidating: parts[0] == "liquidating")
+    }
+
+    public init(reason: String, by: String, since: Instant, liquidating: Bool) {
+        self.reason = reason
+        self.by = by
+        self.since = since
+        self.liquidating = liquidating
+    }
 }
 
 /// An operator command from the control socket.

@@ -12,6 +12,8 @@ extension SupervisionTree {
             emit(.exited, id, detail: "\(status) after \(formatMilliseconds(uptime))")
         }
         nodes[id.index].pid = nil
+        // Questions this guardian was asked die with it: its replacement is asked again.
+        if id == guardianNode { questionsForTheReturningGuardian = unansweredQuestions() }
         let parent = node.parent!
         if case .incoming = node.overlap {
             outgoingDiedDuringHandoff(id, status)

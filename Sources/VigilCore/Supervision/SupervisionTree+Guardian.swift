@@ -11,6 +11,8 @@ extension SupervisionTree {
     struct PendingQuestion: Hashable, Sendable {
         var node: NodeID
         var restart: PendingRestart
+        /// As it was put, to put it again to a replacement guardian.
+        var question: GuardianQuestion
     }
 
     public var safeMode: SafeModeState? { safeModeState }
@@ -43,7 +45,7 @@ extension SupervisionTree {
         nextQuestion += 1
         let question = GuardianQuestion(id: nextQuestion, child: name, reason: reason,
                                         recentRestarts: recentRestarts(of: id), incarnation: nodes[id.index].incarnation)
-        pendingQuestions[question.id] = PendingQuestion(node: id, restart: restart)
+        pendingQuestions[question.id] = PendingQuestion(node: id, restart: restart, question: question)
         nodes[id.index].state = .awaitingGuardian(question.id)
         // The same deadline either way: a guardian that is not back and answering within
         // it is no guardian, and the fail-safe applies.
@@ -68,6 +70,14 @@ extension SupervisionTree {
         case .idle, .backoff, .spawning, .starting: return true
         case .stopping(let why): return why != .operatorStop
         case .running, .stopped, .awaitingGuardian: return false
+        }
+    }
+
+    /// Every question not answered yet, oldest first (they keep their deadlines).
+    func unansweredQuestions() -> [GuardianQuestion] {
+        pendingQuestions.keys.sorted().compactMap { qid in
+            let p = pendingQuestions[qid]!
+            return nodes[p.node.index].state == .awaitingGuardian(qid) ? p.question : nil
         }
     }
 
@@ -205,6 +215,23 @@ extension SupervisionTree {
         case .safeModeOff(let why): _ = leaveSafeMode(why, by: "guardian (all-clear)")
         case .liquidate(let why): startLiquidation(why, by: "guardian")
         }
+    }
+
+    /// At start-up, before `.start`: the safe mode a previous vigil left the tree in (it
+    /// was not lifted, so it still holds). What it stops is not started; a liquidation in
+    /// progress is resumed by the gateways, which hear of it as they start.
+    public mutating func resumeSafeMode(_ state: SafeModeState, at now: Instant) -> [Effect] {
+        begin(at: now)
+        guard !isStarted, safeModeState == nil else { return finish() }
+        safeModeState = state
+        emit(.safeMode, root, detail: "still in safe mode from before vigil restarted (entered by \(state.by): \(state.reason))"
+             + (state.liquidating ? "; the liquidation is resumed" : "") + "; leave it with: vigil safe-mode off")
+        for i in nodes.indices where nodes[i].worker?.safeMode == .stop {
+            nodes[i].downForSafeMode = true
+            nodes[i].state = .stopped
+            nodes[i].lastReason = "stopped by safe mode"
+        }
+        return finish()
     }
 
     // MARK: Operator

@@ -326,7 +326,8 @@ public struct SupervisionTree {
 
     /// A child of a supervisor that (re)starts begins from its spec again.
     private mutating func refresh(_ id: NodeID) {
-        nodes[id.index].state = .idle
+        // What safe mode keeps down stays down, however its supervisor (re)starts.
+        nodes[id.index].state = nodes[id.index].downForSafeMode ? .stopped : .idle
         nodes[id.index].held = false
         nodes[id.index].finished = false
         nodes[id.index].consecutiveFailures = 0

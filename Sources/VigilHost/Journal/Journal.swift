@@ -209,14 +209,31 @@ public final class Journal {
     /// record's detail). A record without an incarnation updates the newest open run of
     /// its node (matching the pid when it has one).
     /// - Parameter wallNanoseconds: wall-clock time of the step (`vigil_realtime_ns()`).
-    public func append(_ records: [Record], at wallNanoseconds: Int64) throws(JournalError) {
-        guard !records.isEmpty else { return }
+    /// - Parameter meta: tree state to keep with these records, in the same transaction
+    ///   (`safe_mode`; a nil value deletes the key), so after a crash the state and the
+    ///   records that led to it agree.
+    public func append(_ records: [Record], at wallNanoseconds: Int64, meta: [String: String?] = [:]) throws(JournalError) {
+        guard !records.isEmpty || !meta.isEmpty else { return }
         try writable()
         try exec("BEGIN IMMEDIATE")
         do throws(JournalError) {
             for r in records {
                 try insertEvent(r, at: wallNanoseconds)
                 try updateRuns(r, at: wallNanoseconds)
+            }
+            for (key, value) in meta {
+                if let value {
+                    try run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value") { (s) throws(JournalError) in
+                        sqlite3_bind_text(s, 1, key, -1, Self.transient)
+                        sqlite3_bind_text(s, 2, value, -1, Self.transient)
+                        try step(s, expectRow: false)
+                    }
+                } else {
+                    try run("DELETE FROM meta WHERE key = ?") { (s) throws(JournalError) in
+                        sqlite3_bind_text(s, 1, key, -1, Self.transient)
+                        try step(s, expectRow: false)
+                    }
+                }
             }
             try exec("COMMIT")
         } catch {
@@ -253,6 +270,16 @@ public final class Journal {
     }
 
     // MARK: - Reading
+
+    /// A value kept with `append(_:at:meta:)`, or nil.
+    public func meta(_ key: String) throws(JournalError) -> String? {
+        var value: String?
+        try run("SELECT value FROM meta WHERE key = ?") { (s) throws(JournalError) in
+            sqlite3_bind_text(s, 1, key, -1, Self.transient)
+            if try step(s, expectRow: true) { value = String(cString: sqlite3_column_text(s, 0)) }
+        }
+        return value
+    }
 
     /// The last `limit` events (optionally of one node), oldest first / newest last, as a
     /// terminal shows a log.

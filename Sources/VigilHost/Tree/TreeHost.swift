@@ -75,6 +75,8 @@ public final class TreeHost {
     var fdStore = FDStore()
     /// Children told once that READY=1 on NOTIFY_SOCKET does not count for their readiness.
     var toldAboutNotifyReadiness: Set<NodeID> = []
+    /// The safe mode last written to the journal (`SafeModeState.persisted`).
+    var persistedSafeMode: String?
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -151,6 +153,7 @@ public final class TreeHost {
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
         stopLeftoversOfAPreviousVigil()
         adoptDescriptorsFromSystemd()
+        resumeSafeMode()
         apply(tree.handle(.start, at: Instant(nanoseconds: now)))
 
         while outcome == nil {
@@ -235,10 +238,15 @@ public final class TreeHost {
     /// Journals the records of one decision step, then carries out its actions in order.
     func apply(_ effects: [Effect]) {
         let records = effects.compactMap { e -> Record? in if case .record(let r) = e { r } else { nil } }
-        if !records.isEmpty {
+        // Safe mode is tree state that must outlive vigil: kept with the records of the
+        // step that changed it, in one transaction.
+        let safeMode = tree.safeMode?.persisted
+        let meta: [String: String?] = safeMode != persistedSafeMode ? ["safe_mode": safeMode] : [:]
+        if !records.isEmpty || !meta.isEmpty {
             let wall = vigil_realtime_ns()
             do {
-                try journal.append(records, at: wall)
+                try journal.append(records, at: wall, meta: meta)
+                persistedSafeMode = safeMode
                 journalStepsSinceCheckpoint += 1
             } catch {
                 LogLine.write("\(LogLine.clock(wall)) vigil: journal write failed: \(error); continuing")
@@ -327,6 +335,14 @@ public final class TreeHost {
                 break
             }
         }
+    }
+
+    /// A safe mode the previous vigil left in the journal still holds.
+    private func resumeSafeMode() {
+        guard let text = try? journal.meta("safe_mode") else { return }
+        persistedSafeMode = text
+        guard let state = SafeModeState(persisted: text, at: Instant(nanoseconds: now)) else { return }
+        apply(tree.resumeSafeMode(state, at: Instant(nanoseconds: now)))
     }
 
     private func reapChildren() {
