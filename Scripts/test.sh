@@ -9,4 +9,7 @@ swift build --build-tests
 # kill -9 runners and the gateway, then liquidate: positions must equal the fills, no
 # fill twice, every veto journaled, nothing left running.
 Scripts/capital-safety-scenario.py --kills 40 --build debug
+# Deploy/vigil.service under a real systemd user manager: active only once READY, restarted
+# with Result=watchdog when vigil's loop is frozen, nothing left after stop.
+Scripts/check-systemd-unit.sh debug
 swift test --skip-build
