@@ -35,6 +35,9 @@ Steer a running tree (over its control socket):
                           handoff: overlap starts the replacement beside it and
                           stops it once that is READY; stop_first stops it first
   kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
+  reload                  read the topology file again (also SIGHUP): a file with
+                          problems is refused, the tree untouched; otherwise only
+                          changed children restart, added ones start, removed stop
 
 Capital safety:
   safe-mode on|off [WHY]  enter or leave safe mode (an operator override, journaled):
@@ -162,6 +165,12 @@ func control(_ words: [String], timeout: Duration = .seconds(10)) -> Never {
             writeStdout(response.body)
             exit(ExitCode.ok)
         }
+        // The first line says what failed; the rest (a reload's file:line:column list) follows.
+        if !response.body.isEmpty {
+            writeStderr("vigil: \(response.message.isEmpty ? "request failed" : response.message)\n" + response.body
+                        + (response.body.hasSuffix("\n") ? "" : "\n"))
+            exit(ExitCode.failure)
+        }
         fail(response.message.isEmpty ? "request failed" : response.message)
     } catch {
         fail("\(error)")
@@ -174,8 +183,17 @@ case "up":
     guard arguments.count == 1 else { fail("usage: vigil up FILE", code: ExitCode.usage) }
     let topology = loadTopology(arguments[0])
     let host: TreeHost
+    var configuration = TreeHost.Configuration(topology: topology, paths: paths, environment: environment)
+    let file = arguments[0]
+    let searchPath = [productsDirectory()]
+    configuration.reloadTopology = {
+        switch TopologyLoader(programSearchPath: searchPath).load(path: file) {
+        case .success(let t): .success(t)
+        case .failure(let e): .failure(ReloadRefused(e.diagnostics.map { "\($0)" }))
+        }
+    }
     do {
-        host = try TreeHost(TreeHost.Configuration(topology: topology, paths: paths, environment: environment))
+        host = try TreeHost(configuration)
     } catch {
         fail("\(error)")
     }
@@ -208,6 +226,11 @@ case "stop", "start", "restart":
     // vigil answers once the work is done, or with an error after the child's own
     // shutdown and ready timeouts; the client waits at least that long.
     control([command, arguments[0]] + flags, timeout: .seconds(600))
+
+case "reload":
+    rejectUnknownOptions(arguments, command, allowed: [])
+    guard arguments.isEmpty else { fail("usage: vigil reload", code: ExitCode.usage) }
+    control(["reload"])
 
 case "safe-mode":
     rejectUnknownOptions(arguments, command, allowed: [])

@@ -136,6 +136,9 @@ public enum Effect: Hashable, Sendable {
     case askGuardian(NodeID, GuardianQuestion)
     /// Tell every live worker (safe mode on/off, liquidate).
     case broadcast(key: String, value: String)
+    /// A reload took effect: node numbers moved, from the old tree's to the new one's
+    /// (children that kept running); every other old number is gone.
+    case reloaded([NodeID: NodeID])
     /// Every child is READY for the first time (sd_notify READY=1).
     case treeReady
     /// The tree is down: vigil exits (0 for `.stopped`, non-zero for `.failed`).

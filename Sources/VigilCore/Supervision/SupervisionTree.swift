@@ -25,6 +25,8 @@ public struct SupervisionTree {
     var pendingQuestions: [UInt64: PendingQuestion] = [:]
     /// Questions held until the guardian, restarting, is READY again (see askGuardian).
     var questionsForTheReturningGuardian: [GuardianQuestion] = []
+    /// A topology reload waiting for the workers it stops (see SupervisionTree+Reload).
+    var pendingReload: PendingReload?
     var nextQuestion: UInt64 = 0
 
     public let settings: TreeSettings
@@ -184,6 +186,7 @@ public struct SupervisionTree {
 
     /// Advances plans and starts what can start, until nothing changes.
     mutating func finish() -> [Effect] {
+        completeReloadIfReady()
         repeat {
             while let s = dirty.popLast() { advance(s) }
             reconcile()

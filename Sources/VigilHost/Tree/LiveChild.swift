@@ -2,7 +2,7 @@ import VigilCore
 
 /// What the shell tracks about one running incarnation of a worker.
 struct LiveChild {
-    let node: NodeID
+    var node: NodeID
     let incarnation: UInt64
     let pid: Int32
     /// vigil's end of the channel; -1 once the worker closed it or was cut off.
@@ -25,9 +25,9 @@ struct PendingCommand {
     let connection: ControlConnection
     let verb: String
     let name: String
-    let nodes: [NodeID]
+    var nodes: [NodeID]
     /// Incarnations before a restart, to know the new process has come.
-    let previous: [NodeID: UInt64]
+    var previous: [NodeID: UInt64]
     let since: Int64
     let deadline: Int64
 }

@@ -195,6 +195,8 @@ extension TreeHost {
             } catch {
                 return (false, "cannot read the journal: \(error)")
             }
+        case "reload":
+            return reload(requestedBy: "vigil reload from uid \(request.peerUID) pid \(request.peerPID)")
         case "ping":
             return (true, "pong \(getpid())\n")
         default:

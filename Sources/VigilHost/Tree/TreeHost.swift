@@ -13,6 +13,9 @@ public final class TreeHost {
         public var environment: [String: String]
         /// Frames per second above which a worker is cut off as flooding.
         public var floodLimit = 2000
+        /// Reads the topology file again for `vigil reload` / SIGHUP: the new topology, or
+        /// every problem as `file:line:column: message` lines. nil: reload unsupported.
+        public var reloadTopology: (@Sendable () -> Result<Topology, ReloadRefused>)?
 
         public init(topology: Topology, paths: RuntimePaths, environment: [String: String]) {
             self.topology = topology
@@ -27,7 +30,7 @@ public final class TreeHost {
         case treeFailed(String)
     }
 
-    let configuration: Configuration
+    var configuration: Configuration
     var tree: SupervisionTree
     let loop: EventLoop
     let spawner: Spawner
@@ -75,6 +78,8 @@ public final class TreeHost {
     var fdStore = FDStore()
     /// Children told once that READY=1 on NOTIFY_SOCKET does not count for their readiness.
     var toldAboutNotifyReadiness: Set<NodeID> = []
+    /// The topology a reload under way will put in `configuration` once it takes effect.
+    var pendingTopology: Topology?
     /// The safe mode last written to the journal (`SafeModeState.persisted`).
     var persistedSafeMode: String?
 
@@ -270,6 +275,8 @@ public final class TreeHost {
             case .broadcast(let key, let value):
                 for child in live.values { send(.notice(key: key, value: value), to: child) }
                 for child in overlapping.values { send(.notice(key: key, value: value), to: child) }
+            case .reloaded(let mapping):
+                renumber(mapping)
             case .treeReady:
                 _ = try? notifier.ready(status: tree.summary())
             case .treeFinished(let o):
@@ -330,7 +337,8 @@ public final class TreeHost {
                     apply(tree.handle(.forceShutdown, at: Instant(nanoseconds: now)))
                 }
             case SIGHUP:
-                LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: SIGHUP ignored (reload is not implemented yet; restart vigil to load a changed topology)")
+                let (_, answer) = reload(requestedBy: "SIGHUP")
+                LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: SIGHUP: \(answer.trimmingCharacters(in: "\n"))")
             default:
                 break
             }
@@ -425,6 +433,12 @@ public final class TreeHost {
 }
 
 /// A failure of vigil itself (not of a child): what went wrong and what to do.
+/// A topology that cannot be loaded: every problem, one `file:line:column: message` a line.
+public struct ReloadRefused: Error, Sendable {
+    public var diagnostics: [String]
+    public init(_ diagnostics: [String]) { self.diagnostics = diagnostics }
+}
+
 public struct HostError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public init(_ message: String) { self.message = message }
