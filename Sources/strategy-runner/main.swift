@@ -292,7 +292,8 @@ var disconnects = 0
     } else {
         state = "PAPER \(venue)" + (safeMode.load(ordering: .relaxed) ? " SAFE MODE" : "")
     }
-    return "\(state): \(sent) orders, \(filled) fills, \(rejected) rejects, \(book.inFlight.count) in flight, P&L \(book.portfolio.realisedPnL) | \(describePositions())"
+    // What a restart must not change comes first, so `vigil status` shows it uncut.
+    return "\(describePositions()), P&L \(book.portfolio.realisedPnL) | \(state): \(book.inFlight.count) in flight; this run \(sent) orders, \(filled) fills, \(rejected) rejects"
 }
 
 var nextStatus: Int64 = 0
