@@ -112,6 +112,43 @@ struct NotifyIntegrationTests {
     }
 }
 
+/// Upward: a tree that is slow to come up asks systemd for more start time while it makes
+/// progress, then says READY=1.
+@Suite("sd_notify upward")
+struct UpwardNotifyTests {
+    @Test func aSlowTreeAsksForMoreStartTimeWhileItProgresses() throws {
+        let upstream = NSTemporaryDirectory() + "vigil-up-" + UUID().uuidString.prefix(8) + ".sock"
+        let fd = vigil_notify_socket(upstream)
+        try #require(fd >= 0)
+        defer { close(fd); unlink(upstream) }
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: quick
+            argv: [WORKER]
+          - worker: slow
+            argv: [WORKER]
+            env: {TW_READY_DELAY_MS: "10500"}
+            ready_timeout: 30s
+        """, start: false)
+        try v.launch(["up", v.topologyPath], environment: ["NOTIFY_SOCKET": upstream])
+        var said: [String] = []
+        let deadline = Date().addingTimeInterval(25)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var fds = [Int32](repeating: -1, count: 4)
+        while !said.contains(where: { $0.hasPrefix("READY=1") }) && Date() < deadline {
+            var pid: pid_t = 0, uid: uid_t = 0, count: Int32 = 0
+            let n = vigil_notify_receive(fd, &buffer, buffer.count, &pid, &uid, &fds, 4, &count)
+            if n < 0 { usleep(20_000); continue }
+            said.append(String(decoding: buffer.prefix(Int(n)), as: UTF8.self))
+        }
+        let extend = said.firstIndex { $0.hasPrefix("EXTEND_TIMEOUT_USEC=30000000") }
+        let ready = said.firstIndex { $0.hasPrefix("READY=1") }
+        #expect(extend != nil && ready != nil && extend! < ready!, "\(said)")
+        #expect(v.interrupt() == 0)
+    }
+}
+
 /// Sends one datagram to a Unix socket path from this (non-child) process.
 func sendDatagram(_ text: String, to path: String) -> Bool {
     let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)

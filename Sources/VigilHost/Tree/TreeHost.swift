@@ -16,6 +16,9 @@ public final class TreeHost {
         /// Reads the topology file again for `vigil reload` / SIGHUP: the new topology, or
         /// every problem as `file:line:column: message` lines. nil: reload unsupported.
         public var reloadTopology: (@Sendable () -> Result<Topology, ReloadRefused>)?
+        /// While the tree is not READY yet, how often vigil asks systemd for more start
+        /// time (EXTEND_TIMEOUT_USEC, three times this) if more children became READY.
+        public var startExtensionEvery: Duration = .seconds(10)
 
         public init(topology: Topology, paths: RuntimePaths, environment: [String: String]) {
             self.topology = topology
@@ -59,6 +62,10 @@ public final class TreeHost {
     var outcome: TreeOutcome?
     var lastSystemdStatus = ""
     var nextWatchdogPing: Int64?
+    /// While the tree is coming up under systemd: when to ask for more start time next,
+    /// and how many children were READY at the last ask (see `extendStartIfProgressing`).
+    var nextStartExtension: Int64?
+    var readyAtLastExtension = 0
     var nextSample: Int64?
     var journalStepsSinceCheckpoint = 0
     var pendingCommands: [PendingCommand] = []
@@ -155,6 +162,7 @@ public final class TreeHost {
         try? journal.recordStart(pid: getpid(), topology: configuration.topology.file, at: wall)
         LogLine.write("\(LogLine.clock(wall)) vigil \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)")
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
+        if notifier.isEnabled { nextStartExtension = now + configuration.startExtensionEvery.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
         stopLeftoversOfAPreviousVigil()
         adoptDescriptorsFromSystemd()
@@ -278,6 +286,7 @@ public final class TreeHost {
             case .reloaded(let mapping):
                 renumber(mapping)
             case .treeReady:
+                nextStartExtension = nil
                 _ = try? notifier.ready(status: tree.summary())
             case .treeFinished(let o):
                 outcome = o
@@ -393,6 +402,7 @@ public final class TreeHost {
     private func armTimer() {
         var deadline = tree.nextDeadline?.nanoseconds ?? Int64.max
         if let w = nextWatchdogPing { deadline = min(deadline, w) }
+        if let e = nextStartExtension { deadline = min(deadline, e) }
         if let s = nextSample { deadline = min(deadline, s) }
         if let c = connections.values.compactMap(\.deadline).min() { deadline = min(deadline, c) }
         if let p = pendingCommands.map(\.deadline).min() { deadline = min(deadline, p) }
@@ -415,11 +425,27 @@ public final class TreeHost {
             _ = try? notifier.watchdog()
             nextWatchdogPing = t + interval.nanoseconds
         }
+        if let e = nextStartExtension, e <= t { extendStartIfProgressing() }
         if let s = nextSample, s <= t {
             sampleWorkers()
             nextSample = t + configuration.topology.settings.sampleInterval.nanoseconds
         }
         expireConnections(at: t)
+    }
+
+    /// How much start time a slow start asks systemd for each time (3x the interval).
+    var startExtension: Duration { configuration.startExtensionEvery * 3 }
+
+    /// A tree that takes long to come up asks systemd for more start time
+    /// (`EXTEND_TIMEOUT_USEC=`), but only while it makes progress (more children READY
+    /// than at the last ask): a tree stuck starting still hits `TimeoutStartSec=`.
+    private func extendStartIfProgressing() {
+        let ready = tree.nodeIDs.filter { tree.workerSpec(of: $0) != nil && tree.isReady($0) }.count
+        if ready > readyAtLastExtension {
+            _ = try? notifier.send("EXTEND_TIMEOUT_USEC=\(startExtension.nanoseconds / 1000)\nSTATUS=starting: \(ready) children READY")
+        }
+        readyAtLastExtension = ready
+        nextStartExtension = now + configuration.startExtensionEvery.nanoseconds
     }
 
     private func updateSystemdStatus() {
