@@ -6,16 +6,7 @@ import Testing
 @Suite("child logs")
 struct LogsIntegrationTests {
     func logs(_ v: VigilUnderTest, _ args: [String]) -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: VigilUnderTest.vigil)
-        p.arguments = ["logs", "--runtime-dir", v.runtimeDirectory] + args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try? p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        runVigil(["logs", "--runtime-dir", v.runtimeDirectory] + args)
     }
 
     @Test func tenThousandLinesWrittenInATERMHandlerAllArriveWithTheLastWithoutNewline() throws {

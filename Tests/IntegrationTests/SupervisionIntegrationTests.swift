@@ -376,21 +376,7 @@ struct SupervisionIntegrationTests {
 
 @Suite("vigil check and bad input")
 struct CommandLineTests {
-    func run(_ args: [String], env: [String: String] = [:]) -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: VigilUnderTest.vigil)
-        p.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try? p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ args: [String], env: [String: String] = [:]) -> (Int32, String) { runVigil(args, env: env) }
 
     @Test func badTopologyExitsTwoWithFileLineColumnAndStartsNothing() throws {
         let v = try VigilUnderTest("""

@@ -156,6 +156,23 @@ final class VigilUnderTest {
     }
 }
 
+/// Runs the vigil CLI once; its exit status and its stdout and stderr together.
+func runVigil(_ args: [String], env: [String: String] = [:]) -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: VigilUnderTest.vigil)
+    p.arguments = args
+    var e = ProcessInfo.processInfo.environment
+    for (k, v) in env { e[k] = v }
+    p.environment = e
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try? p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 /// True while any process is in process group `pgid`.
 func groupAlive(_ pgid: Int32) -> Bool {
     kill(-pgid, 0) == 0

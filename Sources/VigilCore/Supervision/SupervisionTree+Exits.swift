@@ -246,6 +246,24 @@ extension SupervisionTree {
         }
     }
 
+    /// Stops one worker outside any plan, as an operator stop does (not a failure, nothing
+    /// else restarts), for whoever keeps it down afterwards (safe mode, a reload).
+    mutating func takeDown(_ id: NodeID, reason: String, handoff why: String) {
+        nodes[id.index].lastReason = reason
+        abandonHandoff(id, because: why)
+        switch nodes[id.index].state {
+        case .starting, .running:
+            nodes[id.index].state = .stopping(.operatorStop)
+            signalTermination(id)
+        case .spawning:
+            nodes[id.index].state = .stopping(.operatorStop)
+        case .idle, .backoff, .awaitingGuardian:
+            nodes[id.index].state = .stopped
+        case .stopping, .stopped:
+            break
+        }
+    }
+
     /// SIGTERM (or SIGKILL for brutal_kill) to the group, and the shutdown deadline.
     mutating func signalTermination(_ id: NodeID) {
         let node = nodes[id.index]

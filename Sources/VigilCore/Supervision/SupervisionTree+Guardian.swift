@@ -163,19 +163,7 @@ extension SupervisionTree {
         for n in nodes where n.worker?.safeMode == .stop && !n.held && !n.finished {
             let id = n.id
             nodes[id.index].downForSafeMode = true
-            nodes[id.index].lastReason = "stopped by safe mode"
-            abandonHandoff(id, because: "safe mode stops it")
-            switch n.state {
-            case .starting, .running:
-                nodes[id.index].state = .stopping(.operatorStop)
-                signalTermination(id)
-            case .spawning:
-                nodes[id.index].state = .stopping(.operatorStop)
-            case .idle, .backoff, .awaitingGuardian:
-                nodes[id.index].state = .stopped
-            case .stopping, .stopped:
-                break
-            }
+            takeDown(id, reason: "stopped by safe mode", handoff: "safe mode stops it")
         }
     }
 

@@ -64,18 +64,7 @@ extension SupervisionTree {
         // Stop the changed and removed workers, last started first, all at once.
         for id in nodes.map(\.id).reversed() where stopping.contains(nodes[id.index].name) {
             nodes[id.index].held = true
-            nodes[id.index].lastReason = "stopped by a reload"
-            switch nodes[id.index].state {
-            case .starting, .running:
-                nodes[id.index].state = .stopping(.operatorStop)
-                signalTermination(id)
-            case .spawning:
-                nodes[id.index].state = .stopping(.operatorStop)
-            case .idle, .backoff, .awaitingGuardian:
-                nodes[id.index].state = .stopped
-            case .stopping, .stopped:
-                break
-            }
+            takeDown(id, reason: "stopped by a reload", handoff: "a reload stops it")
         }
         return .success((plan, finish()))
     }
