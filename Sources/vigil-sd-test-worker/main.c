@@ -3,7 +3,8 @@
 // previous incarnation stored with FDSTORE=1 (sd_listen_fds_with_names), stores a fresh
 // one saying "incarnation <VIGIL_INCARNATION>", then reports READY=1 and
 // STATUS=restored=<what it read> (or "restored=none"), and pings WATCHDOG=1 every 200 ms
-// until SIGTERM. Spawned by the integration tests with `readiness: notify`.
+// until SIGTERM. Spawned by the integration tests with `readiness: notify`. SDW_SAY=TEXT
+// sends one more notification after READY (`\n` in TEXT for a newline).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -48,6 +49,17 @@ int main(void) {
     }
     close(memfd);
     sd_notifyf(0, "READY=1\nSTATUS=restored=%s", restored);
+    // SDW_SAY: one more notification after READY, as written (\n for newlines).
+    const char *say = getenv("SDW_SAY");
+    if (say) {
+        char text[512];
+        size_t j = 0;
+        for (size_t i = 0; say[i] && j + 1 < sizeof text; i++) {
+            if (say[i] == '\\' && say[i + 1] == 'n') { text[j++] = '\n'; i++; } else text[j++] = say[i];
+        }
+        text[j] = 0;
+        sd_notify(0, text);
+    }
     while (!stop) {
         usleep(200 * 1000);
         sd_notify(0, "WATCHDOG=1");

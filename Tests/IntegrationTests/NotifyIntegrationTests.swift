@@ -62,6 +62,18 @@ struct NotifyIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    @Test func errnoIsJournaledAndReloadingShown() throws {
+        let v = try tree(extra: """
+          - worker: reloader
+            argv: [\(Self.sdWorker)]
+            readiness: notify
+            env: {SDW_SAY: "RELOADING=1\\nSTATUS=re-reading config\\nERRNO=5"}
+        """)
+        v.waitFor("reloading shown") { $0["reloader"]?.workerStatus == "reloading: re-reading config" }
+        v.waitFor("errno journaled") { _ in v.events().contains { $0.contains("reloader") && $0.contains("reported ERRNO=5 (Input/output error)") } }
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func readyOnNotifySocketWithChannelReadinessSaysWhatToChange() throws {
         let v = try tree(readiness: "channel")
         v.waitFor("told") { _ in v.events().contains { $0.contains("set readiness: notify in its spec") } }

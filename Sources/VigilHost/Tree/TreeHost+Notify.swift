@@ -39,6 +39,11 @@ extension TreeHost {
         if m.isSet("BARRIER") { return }  // closing its fd (the defer) is the answer
         if let text = m["STATUS"] { child.statusText = Self.displayable(text) }
         if m.isSet("STOPPING") { child.statusText = "stopping" }
+        if m.isSet("RELOADING") { child.statusText = "reloading" + (m["STATUS"].map { ": " + Self.displayable($0) } ?? "") }
+        if let e = m["ERRNO"].flatMap(Int32.init), e > 0 {
+            apply([.record(Record(.report, node: name, pid: d.pid, incarnation: child.incarnation,
+                                  detail: "reported ERRNO=\(e) (\(String(cString: strerror(e))))"))])
+        }
         store(child)
         if m.isSet("FDSTOREREMOVE") { removeStored(m, of: id, name: name, pid: d.pid) }
         if m.isSet("FDSTORE") {
