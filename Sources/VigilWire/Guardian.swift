@@ -98,4 +98,7 @@ public enum Notice {
     public static let safeMode = "safe_mode"
     /// `start`: flatten every position with market orders (gateways act on it).
     public static let liquidate = "liquidate"
+    /// The report key (`Frame.report`) a gateway sends when its liquidation is done and
+    /// every position is flat: vigil ends the liquidation (safe mode stays until lifted).
+    public static let liquidationDone = "liquidation_done"
 }

@@ -290,10 +290,12 @@ var liquidations = 0
             fills += 1
             report("liquidation", "liquidation \(id) step \(f.clientOrderID): \(f.side) \(f.quantity) \(f.instrument) at \(f.price) (fill \(f.fillID))")
         }
+        // Flat means every strategy's own book, not just the venue's total.
         let remaining = try store.netPositions()
-        if remaining.isEmpty {
+        if try store.netPositionsByOwner().isEmpty {
             try store.finishLiquidation(id)
             report("liquidation", "liquidation \(id) finished after \(steps) orders: flat positions " + symbols.map { "\($0) 0" }.joined(separator: " "))
+            report(Notice.liquidationDone, "liquidation \(id): every book flat")
         } else {
             report("liquidation", "liquidation \(id) NOT finished: still open " + describe(remaining) + "; resumed on the next order or restart")
         }

@@ -123,6 +123,22 @@ struct GuardianTests {
         #expect(h.records(.liquidation).count == 1)
     }
 
+    @Test func aGatewayReportingItsLiquidationDoneEndsItButNotSafeMode() {
+        var h = Self.tree()
+        h.start()
+        if case .success(let fx) = h.tree.liquidate(reason: "op", by: "op", at: h.now) { h.apply(fx) }
+        #expect(h.tree.safeMode?.liquidating == true)
+        h.apply(h.tree.liquidationFinished(reportedBy: h.id("cache"), detail: "not a gateway", at: h.now))
+        #expect(h.tree.safeMode?.liquidating == true, "only a gateway can say so")
+        h.apply(h.tree.liquidationFinished(reportedBy: h.id("gw"), detail: "every book flat", at: h.now))
+        #expect(h.tree.safeMode != nil && h.tree.safeMode?.liquidating == false)
+        #expect(h.records(.liquidation).last?.detail.contains("finished (reported by gw: every book flat)") == true)
+        // A gateway that dies now is not restarted: the liquidation no longer needs it.
+        h.clearLogs()
+        h.exit("gw")
+        #expect(h.spawnOrder.isEmpty && h.state("gw") == "stopped (safe mode)")
+    }
+
     @Test func noAnswerInTimeIsTheFailSafe() {
         var h = Self.tree(timeout: .seconds(1))
         h.start()

@@ -88,4 +88,39 @@ struct ReloadTests {
         guard case .failure(let e) = h.tree.reload(to: topology([w("a")]), at: h.now) else { Issue.record("accepted"); return }
         #expect(e.message.contains("already under way"))
     }
+
+    @Test func safeModeAndAnOperatorsStopHoldThroughAReload() {
+        let stopper = WorkerSpec(name: "s", argv: ["/bin/true"], safeMode: .stop)
+        var changedStopper = stopper
+        changedStopper.env = ["V": "2"]
+        var h = Harness(topology([.worker(stopper), w("op")]))
+        h.start()
+        #expect(h.command(.stop("op")) == nil)
+        h.exitSignalled()
+        if case .success(let fx) = h.tree.setSafeMode(true, reason: "t", by: "t", at: h.now) { h.apply(fx) }
+        h.exitSignalled()
+        h.clearLogs()
+        _ = reloaded(&h, topology([.worker(changedStopper), w("op", env: ["W": "1"]), .worker(WorkerSpec(name: "new", argv: ["/bin/true"], safeMode: .stop))]))
+        h.exitSignalled()
+        #expect(h.spawnOrder.isEmpty, "nothing safe mode or an operator keeps down is started")
+        #expect(h.state("s") == "stopped (safe mode)", "\(h.state("s"))")
+        #expect(h.state("new") == "stopped (safe mode)", "\(h.state("new"))")
+        #expect(h.state("op") == "stopped (operator)", "\(h.state("op"))")
+        if case .success(let fx) = h.tree.setSafeMode(false, reason: "t", by: "t", at: h.now) { h.apply(fx) }
+        #expect(Set(h.spawnOrder) == ["s", "new"])
+    }
+
+    @Test func aPoolThatGrowsOrShrinksLeavesTheOtherInstancesAlone() {
+        let pool = { (n: Int) in ChildSpec.worker(WorkerSpec(name: "p", argv: ["/bin/true"], instances: n)) }
+        var h = Harness(topology([pool(2)]))
+        h.start()
+        let p1 = h.pid("p.1"), p2 = h.pid("p.2")
+        h.clearLogs()
+        #expect(reloaded(&h, topology([pool(3)])) == SupervisionTree.ReloadPlan(changed: [], added: ["p.3"], removed: []))
+        #expect(h.spawnOrder == ["p.3"] && h.pid("p.1") == p1 && h.pid("p.2") == p2)
+        h.clearLogs()
+        #expect(reloaded(&h, topology([pool(2)])) == SupervisionTree.ReloadPlan(changed: [], added: [], removed: ["p.3"]))
+        h.exitSignalled()
+        #expect(h.pid("p.1") == p1 && h.pid("p.2") == p2 && h.tree.resolve("p.3").isEmpty)
+    }
 }

@@ -69,17 +69,20 @@ public struct SafeModeState: Hashable, Sendable {
     public var liquidating: Bool
 
     /// What survives a restart of vigil (kept in the journal): safe mode is left only on
-    /// an operator's or the guardian's word, never by vigil restarting. `since` is on the
-    /// old process's clock, so it is not kept.
-    public var persisted: String {
-        [liquidating ? "liquidating" : "safe", by, reason].joined(separator: "\u{1F}")
+    /// an operator's or the guardian's word, never by vigil restarting. `since` is on this
+    /// process's monotonic clock, so it is kept as wall-clock time: the caller gives both
+    /// clocks' `now`.
+    public func persisted(now: Instant, wallNanoseconds: Int64) -> String {
+        let sinceWall = wallNanoseconds - now.duration(since: since).nanoseconds
+        return [liquidating ? "liquidating" : "safe", String(sinceWall), by, reason].joined(separator: "\u{1F}")
     }
 
-    /// The state `persisted` described, as of `now`; nil for anything else.
-    public init?(persisted text: String, at now: Instant) {
-        let parts = text.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3, parts[0] == "safe" || parts[0] == "liquidating" else { return nil }
-        self.init(reason: parts[2], by: parts[1], since: now, liquidating: parts[0] == "liquidating")
+    /// The state `persisted` described, on this process's clocks; nil for anything else.
+    public init?(persisted text: String, now: Instant, wallNanoseconds: Int64) {
+        let parts = text.split(separator: "\u{1F}", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 4, parts[0] == "safe" || parts[0] == "liquidating", let sinceWall = Int64(parts[1]) else { return nil }
+        let age = max(0, wallNanoseconds - sinceWall)
+        self.init(reason: parts[3], by: parts[2], since: now - .nanoseconds(age), liquidating: parts[0] == "liquidating")
     }
 
     public init(reason: String, by: String, since: Instant, liquidating: Bool) {

@@ -192,6 +192,16 @@ extension SupervisionTree {
         effects.append(.broadcast(key: "liquidate", value: "start"))
     }
 
+    /// A gateway reports its liquidation done (every position flat): the liquidation ends,
+    /// safe mode stays until an operator or the guardian lifts it.
+    public mutating func liquidationFinished(reportedBy gateway: NodeID, detail: String, at now: Instant) -> [Effect] {
+        begin(at: now)
+        guard nodes[gateway.index].worker?.role == .gateway, safeModeState?.liquidating == true else { return finish() }
+        safeModeState?.liquidating = false
+        emit(.liquidation, root, detail: "finished (reported by \(nodes[gateway.index].name): \(detail)); the tree stays in safe mode until: vigil safe-mode off")
+        return finish()
+    }
+
     /// An order from the guardian, checked to come from the worker with role guardian.
     mutating func guardianOrder(from sender: NodeID, _ order: GuardianOrderKind) {
         guard sender == guardianNode else {

@@ -18,6 +18,8 @@ extension SupervisionTree {
         var changed: [String]
         var added: [String]
         var removed: [String]
+        /// Workers an operator had stopped before the reload: they stay down.
+        var held: Set<String>
     }
 
     /// What a reload will do, by child name (also the answer to the operator).
@@ -55,7 +57,8 @@ extension SupervisionTree {
         let plan = ReloadPlan(changed: changed, added: added, removed: removed)
         var stopping: Set<String> = Set(changed)
         stopping.formUnion(removed)
-        pendingReload = PendingReload(topology: new, stopping: stopping, changed: changed, added: added, removed: removed)
+        let held = Set(nodes.filter { $0.held && !$0.downForSafeMode && !$0.isSupervisor }.map(\.name))
+        pendingReload = PendingReload(topology: new, stopping: stopping, changed: changed, added: added, removed: removed, held: held)
         emit(.command, root, detail: "reload of \(new.file): "
              + (plan.isEmpty ? "no child changed" : [changed.isEmpty ? nil : "restarting \(changed.joined(separator: ", ")) (spec changed)",
                                                      added.isEmpty ? nil : "starting \(added.joined(separator: ", "))",
@@ -109,6 +112,11 @@ extension SupervisionTree {
             fresh.nodes[i].lastReason = o.lastReason
             if changed.contains(o.name) {
                 fresh.nodes[i].lastReason = "restarted by a reload (spec changed)"
+                if r.held.contains(o.name) {  // an operator's stop outlives a reload
+                    fresh.nodes[i].held = true
+                    fresh.nodes[i].state = .stopped
+                    fresh.nodes[i].lastReason = o.lastReason
+                }
                 continue  // idle: started again with the new spec
             }
             mapping[o.id] = fresh.nodes[i].id
@@ -127,6 +135,14 @@ extension SupervisionTree {
             fresh.nodes[i].downForSafeMode = o.downForSafeMode
             fresh.nodes[i].window = o.window
             fresh.rescheduleTimers(of: fresh.nodes[i].id)
+        }
+        // Safe mode holds for the new specs too: what it stops is not started.
+        if fresh.safeModeState != nil {
+            for i in fresh.nodes.indices where fresh.nodes[i].worker?.safeMode == .stop && fresh.nodes[i].state == .idle {
+                fresh.nodes[i].state = .stopped
+                fresh.nodes[i].downForSafeMode = true
+                fresh.nodes[i].lastReason = "stopped by safe mode"
+            }
         }
         let summary = "reload complete: \(r.changed.count) restarted, \(r.added.count) added, \(r.removed.count) removed; every other child kept running"
         let pendingEffects = effects
@@ -163,6 +179,7 @@ extension WorkerSpec {
         func plain(_ w: WorkerSpec) -> WorkerSpec {
             var w = w
             w.location = .none
+            w.instances = 1  // a pool growing or shrinking leaves the other instances alone
             w.dependsOn = w.dependsOn.map { Dependency($0.name) }
             return w
         }

@@ -269,7 +269,9 @@ public struct SupervisionTree {
             case .shutdownTimeout(let id, let inc):
                 let n = nodes[id.index]
                 guard n.incarnation == inc, case .stopping = n.state, let pid = n.pid, now >= (n.stopDeadline ?? now) else { continue }
-                emit(.kill, id, detail: "still running after its shutdown timeout; SIGKILL to its group")
+                emit(.kill, id, detail: n.state == .stopping(.watchdog)
+                     ? "still running after SIGABRT and its grace; SIGKILL to its group"
+                     : "still running after its shutdown timeout; SIGKILL to its group")
                 effects.append(.signal(id, pid: pid, signal: SignalName.kill))
             case .backoff(let id):
                 guard case .backoff(let until) = nodes[id.index].state, until <= now else { continue }

@@ -69,6 +69,8 @@ extension TreeHost {
                 apply(tree.handle(.verdict(id: question, GuardianVerdict(verdict)), at: Instant(nanoseconds: t)))
             case .guardianOrder(let order):
                 apply(tree.handle(.guardianOrder(from: id, GuardianOrderKind(order)), at: Instant(nanoseconds: t)))
+            case .report(let key, let text) where key == Notice.liquidationDone:
+                apply(tree.liquidationFinished(reportedBy: id, detail: String(text.prefix(500)), at: Instant(nanoseconds: t)))
             case .report(let key, let text):
                 let kind: RecordKind = key == Notice.liquidate || key == "liquidation" ? .liquidation : .report
                 apply([.record(Record(kind, node: tree.name(of: id), pid: child.pid, incarnation: child.incarnation,

@@ -34,7 +34,9 @@ extension TreeHost {
             if !plan.changed.isEmpty { lines.append("restarting (spec changed): " + plan.changed.joined(separator: ", ")) }
             if !plan.added.isEmpty { lines.append("starting (added): " + plan.added.joined(separator: ", ")) }
             if !plan.removed.isEmpty { lines.append("stopping (removed): " + plan.removed.joined(separator: ", ")) }
-            return (true, "reload: " + lines.joined(separator: "; ") + "; every other child keeps running\n")
+            let touched = plan.changed.count + plan.added.count
+            let others = tree.nodeIDs.filter { tree.workerSpec(of: $0) != nil }.count - touched
+            return (true, "reload: " + lines.joined(separator: "; ") + (others > 0 ? "; every other child keeps running" : "") + "\n")
         }
     }
 

@@ -88,7 +88,7 @@ public final class TreeHost {
     /// The topology a reload under way will put in `configuration` once it takes effect.
     var pendingTopology: Topology?
     /// The safe mode last written to the journal (`SafeModeState.persisted`).
-    var persistedSafeMode: String?
+    var persistedSafeMode: SafeModeState?
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -253,10 +253,11 @@ public final class TreeHost {
         let records = effects.compactMap { e -> Record? in if case .record(let r) = e { r } else { nil } }
         // Safe mode is tree state that must outlive vigil: kept with the records of the
         // step that changed it, in one transaction.
-        let safeMode = tree.safeMode?.persisted
-        let meta: [String: String?] = safeMode != persistedSafeMode ? ["safe_mode": safeMode] : [:]
+        let safeMode = tree.safeMode
+        let wall = vigil_realtime_ns()
+        let meta: [String: String?] = safeMode != persistedSafeMode
+            ? ["safe_mode": safeMode?.persisted(now: Instant(nanoseconds: now), wallNanoseconds: wall)] : [:]
         if !records.isEmpty || !meta.isEmpty {
-            let wall = vigil_realtime_ns()
             do {
                 try journal.append(records, at: wall, meta: meta)
                 persistedSafeMode = safeMode
@@ -356,9 +357,8 @@ public final class TreeHost {
 
     /// A safe mode the previous vigil left in the journal still holds.
     private func resumeSafeMode() {
-        guard let text = try? journal.meta("safe_mode") else { return }
-        persistedSafeMode = text
-        guard let state = SafeModeState(persisted: text, at: Instant(nanoseconds: now)) else { return }
+        guard let text = try? journal.meta("safe_mode"),
+              let state = SafeModeState(persisted: text, now: Instant(nanoseconds: now), wallNanoseconds: vigil_realtime_ns()) else { return }
         apply(tree.resumeSafeMode(state, at: Instant(nanoseconds: now)))
     }
 
