@@ -48,7 +48,9 @@ struct NotifyIntegrationTests {
     @Test func aDatagramFromAProcessThatIsNoChildIsIgnored() throws {
         let v = try tree()
         let s0 = v.waitFor("ready") { $0["daemon"]?.workerStatus == "restored=none" }
+        // To vigil's shared socket and to the daemon's own: a live process of another group.
         #expect(sendDatagram("READY=1\nSTATUS=forged\nFDSTOREREMOVE=1\nFDNAME=state", to: v.runtimeDirectory + "/notify.sock"))
+        #expect(sendDatagram("READY=1\nSTATUS=forged\nFDSTOREREMOVE=1\nFDNAME=state", to: v.runtimeDirectory + "/notify/daemon.1.sock"))
         #expect(v.status()?["daemon"]?.workerStatus != "forged")
         // Datagrams are read in arrival order: everything the next incarnation says comes
         // after the forged one. Had vigil taken its FDSTOREREMOVE, nothing would be restored.
@@ -71,6 +73,15 @@ struct NotifyIntegrationTests {
         """)
         v.waitFor("reloading shown") { $0["reloader"]?.workerStatus == "reloading: re-reading config" }
         v.waitFor("errno journaled") { _ in v.events().contains { $0.contains("reloader") && $0.contains("reported ERRNO=5 (Input/output error)") } }
+        #expect(v.interrupt() == 0)
+    }
+
+    @Test func aThousandReadyFromHelpersThatExitAtOnceAreAllAttributed() throws {
+        let n = 1000
+        let v = try VigilUnderTest("name: t\nmax_restarts: 0\nchildren:\n  - worker: d\n    argv: [\(Self.sdWorker)]\n"
+            + "    readiness: notify\n    instances: \(n)\n    ready_timeout: 60s\n    shutdown: brutal_kill\n    env: {SDW_READY_FROM_HELPER: \"1\"}\n")
+        let s = v.waitFor("all \(n) READY", timeout: 90) { s in (1...n).allSatisfy { s["d.\($0)"]?.state == "ready" } }
+        #expect((1...n).allSatisfy { s["d.\($0)"]?.workerStatus?.hasPrefix("ready via helper") == true })
         #expect(v.interrupt() == 0)
     }
 

@@ -16,6 +16,7 @@ public final class EventLoop {
         case controlConnection(Int32)
         case channel(Int32)
         case notify
+        case childNotify(Int32)
         case output(Int32)
     }
 

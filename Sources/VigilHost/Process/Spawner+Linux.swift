@@ -45,10 +45,11 @@ public struct Spawner {
     }
 
     /// The environment a child gets: vigil's, then the spec's, then the channel contract.
-    func environment(for spec: WorkerSpec, name: String, incarnation: UInt64, listening: [String] = []) -> [String] {
+    func environment(for spec: WorkerSpec, name: String, incarnation: UInt64, listening: [String] = [],
+                     notifySocket own: String? = nil) -> [String] {
         var env = baseEnvironment
         for (k, v) in spec.env { env[k] = v }
-        env["NOTIFY_SOCKET"] = notifySocket
+        env["NOTIFY_SOCKET"] = own ?? notifySocket
         if !listening.isEmpty {
             env["LISTEN_FDS"] = String(listening.count)
             env["LISTEN_FDNAMES"] = listening.joined(separator: ":")
@@ -69,7 +70,7 @@ public struct Spawner {
     /// Spawns one incarnation of `spec`, handing it `listening` (name, descriptor) from
     /// fd 3 on. Throws the errno of a failed socketpair or exec.
     public func spawn(_ spec: WorkerSpec, name: String, incarnation: UInt64,
-                      listening: [(name: String, fd: Int32)] = []) throws(SystemError) -> SpawnedChild {
+                      listening: [(name: String, fd: Int32)] = [], notifySocket own: String? = nil) throws(SystemError) -> SpawnedChild {
         var pair: [Int32] = [-1, -1]
         let rc = pair.withUnsafeMutableBufferPointer { vigil_seqpacket_pair($0.baseAddress) }
         guard rc == 0 else { throw SystemError("socketpair", errno: -rc) }
@@ -85,7 +86,7 @@ public struct Spawner {
         }
         defer { close(out[1]) }
 
-        let env = environment(for: spec, name: name, incarnation: incarnation, listening: listening.map(\.name))
+        let env = environment(for: spec, name: name, incarnation: incarnation, listening: listening.map(\.name), notifySocket: own)
         let listenSlot = env.firstIndex(of: "LISTEN_PID=" + Spawner.listenPIDPlaceholder)
         var pid: pid_t = 0
         let result = withCStrings(spec.argv) { argv in

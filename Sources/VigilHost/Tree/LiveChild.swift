@@ -11,6 +11,9 @@ struct LiveChild {
     var output: Int32 = -1
     /// The child's output so far that is not yet a whole line.
     var outputLine = LineAssembler()
+    /// This child's own NOTIFY_SOCKET (nil: it shares vigil's), so a datagram is its own
+    /// even when the sender (a `systemd-notify` helper) is gone before it is read.
+    var notify: NotifySocket?
     /// The worker's last STATUS text.
     var statusText: String?
     /// Flood guard: frames received in the current one-second window.

@@ -4,14 +4,51 @@ import VigilCore
 import VigilWire
 
 /// sd_notify from children: what an unmodified daemon (or a libsystemd worker) says to
-/// `NOTIFY_SOCKET`, attributed by the sender's pid as the kernel reports it.
+/// `NOTIFY_SOCKET`. Each child has a socket of its own in the runtime directory (0700), so
+/// the socket says whose a datagram is, even from a helper that exited before vigil read
+/// it; the kernel's sender pid only vetoes a live process of another group. Children
+/// whose socket path would not fit share vigil's, attributed by the sender's pid.
 extension TreeHost {
-    /// Reads every waiting datagram (bounded per wake-up, so a flood cannot starve the loop).
+    /// Reads every waiting datagram on the shared socket (bounded per wake-up, so a flood
+    /// cannot starve the loop).
     func readNotifications() {
         for _ in 0..<512 {
             guard let d = notifySocket.receive() else { return }
-            handle(d)
+            handle(d, from: sender(of: d.pid))
         }
+    }
+
+    /// The same for one child's own socket.
+    func readNotifications(_ fd: Int32, of known: LiveChild? = nil) {
+        guard let id = nodeByNotify[fd] ?? known?.node else { return }
+        for _ in 0..<512 {
+            guard let child = known ?? liveChild(id, notify: fd), let d = child.notify?.receive() else { return }
+            handle(d, from: isForeign(d.pid, to: child) ? nil : child)
+        }
+    }
+
+    func liveChild(_ id: NodeID, notify fd: Int32) -> LiveChild? {
+        if let c = live[id], c.notify?.fd == fd { return c }
+        if let c = overlapping[id], c.notify?.fd == fd { return c }
+        return nil
+    }
+
+    /// A live process outside the child's group: not the child's word. (A sender that is
+    /// gone cannot be checked; only processes that can reach the 0700 runtime directory
+    /// could have sent it.)
+    private func isForeign(_ pid: Int32, to child: LiveChild) -> Bool {
+        guard pid > 0, pid != child.pid else { return false }
+        let group = getpgid(pid)
+        return group > 0 && group != child.pid
+    }
+
+    /// A socket of its own for a new incarnation, or nil (shared) when the path is too long.
+    func ownNotifySocket(for name: String, incarnation: UInt64) -> NotifySocket? {
+        let directory = configuration.paths.runtimeDirectory + "/notify"
+        let path = directory + "/\(name).\(incarnation).sock"
+        guard path.utf8.count < 108 else { return nil }
+        _ = mkdir(directory, 0o700)
+        return try? NotifySocket(path: path)
     }
 
     /// The process that sent a datagram: a child's main process, or a process in its
@@ -25,10 +62,10 @@ extension TreeHost {
         return liveChild(id, pid: group)
     }
 
-    private func handle(_ d: NotifySocket.Datagram) {
+    private func handle(_ d: NotifySocket.Datagram, from sender: LiveChild?) {
         var fds = d.fds
         defer { for fd in fds { close(fd) } }  // whatever is not stored is closed
-        guard var child = sender(of: d.pid) else { return }  // not a child: ignored
+        guard var child = sender else { return }  // not a child: ignored
         let id = child.node
         let name = tree.name(of: id)
         let t = now

@@ -57,6 +57,7 @@ extension TreeHost {
         nodeByPID = nodeByPID.compactMapValues { mapping[$0] }
         nodeByChannel = nodeByChannel.compactMapValues { mapping[$0] }
         nodeByOutput = nodeByOutput.compactMapValues { mapping[$0] }
+        nodeByNotify = nodeByNotify.compactMapValues { mapping[$0] }
         toldAboutNotifyReadiness = Set(toldAboutNotifyReadiness.compactMap { mapping[$0] })
         handoffs.overlaps = move(handoffs.overlaps)
         for i in handoffs.pending.indices {

@@ -52,6 +52,8 @@ public final class TreeHost {
     var nodeByChannel: [Int32: NodeID] = [:]
     /// Whose stdout/stderr pipe each output descriptor is.
     var nodeByOutput: [Int32: NodeID] = [:]
+    /// Whose own NOTIFY_SOCKET each descriptor is.
+    var nodeByNotify: [Int32: NodeID] = [:]
     /// Children's stdout and stderr, line by line, in files (`vigil logs`).
     let childLogs: ChildLogs
 
@@ -187,6 +189,7 @@ public final class TreeHost {
                 case .timer: handleTimer()
                 case .channel(let fd): readChannel(fd)
                 case .notify: readNotifications()
+                case .childNotify(let fd): readNotifications(fd)
                 case .output(let fd): readOutput(fd)
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
@@ -301,8 +304,17 @@ public final class TreeHost {
         guard let spec = tree.workerSpec(of: id) else { return .spawnFailed(id, incarnation: incarnation, errno: EINVAL) }
         do {
             let stored = fdStore.handover(for: tree.name(of: id)).map { (name: $0.name, fd: $0.fd) }
-            let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation, listening: stored)
+            let notify = ownNotifySocket(for: tree.name(of: id), incarnation: incarnation)
+            let child = try spawner.spawn(spec, name: tree.name(of: id), incarnation: incarnation, listening: stored,
+                                          notifySocket: notify?.path)
             var process = LiveChild(node: id, incarnation: incarnation, pid: child.pid, channel: child.channel)
+            if let notify {
+                process.notify = notify
+                nodeByNotify[notify.fd] = id
+                do { try loop.register(notify.fd, as: .childNotify(notify.fd)) } catch {
+                    LogLine.write("vigil: cannot watch the notify socket of \(tree.name(of: id)): \(error)")
+                }
+            }
             process.output = child.output
             nodeByOutput[child.output] = id
             do {
@@ -376,6 +388,11 @@ public final class TreeHost {
             drainOutput(of: id, pid: exit.pgid)
             guard let child = removeLiveChild(id, pid: exit.pgid) else { continue }
             closeChannel(of: child)
+            if let n = child.notify {
+                readNotifications(n.fd, of: child)  // what it said just before it died
+                loop.unregister(n.fd)
+                nodeByNotify.removeValue(forKey: n.fd)
+            }
             apply(tree.handle(.exited(id, incarnation: child.incarnation, exit.status), at: Instant(nanoseconds: now)))
         }
     }
