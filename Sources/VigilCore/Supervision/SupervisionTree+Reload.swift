@@ -30,6 +30,9 @@ extension SupervisionTree {
         public var isEmpty: Bool { changed.isEmpty && added.isEmpty && removed.isEmpty }
     }
 
+    /// True while a reload waits for the workers it stops.
+    public var isReloading: Bool { pendingReload != nil }
+
     /// A node's identity across a reload: its name, its kind and its parent's name.
     private func identity(_ n: Node, in nodes: [Node]) -> String {
         (n.isSupervisor ? "s:" : "w:") + n.name + "<" + (n.parent.map { nodes[$0.index].name } ?? "")

@@ -33,4 +33,8 @@ struct PendingCommand {
     var previous: [NodeID: UInt64]
     let since: Int64
     let deadline: Int64
+    /// For a reload: the children it starts (by name: the new tree's numbers do not exist
+    /// yet), and what it said it would do.
+    var waitFor: [String] = []
+    var summary = ""
 }

@@ -25,6 +25,10 @@ extension TreeHost {
                 startHandoff(request, on: c)
                 return
             }
+            if request.command == "reload" {
+                startReload(request, on: c)
+                return
+            }
             switch startWaiting(for: request, on: c) {
             case .waiting(let pending):
                 pendingCommands.append(pending)
@@ -85,6 +89,22 @@ extension TreeHost {
         return budget
     }
 
+    /// `vigil reload` answers once the reload took effect and what it (re)started is READY,
+    /// like `systemctl reload`; a refused file is answered at once.
+    func startReload(_ request: ControlRequest, on c: ControlConnection) {
+        let (ok, body) = reload(requestedBy: "vigil reload from uid \(request.peerUID) pid \(request.peerPID)")
+        guard ok, let plan = lastReloadPlan, !plan.isEmpty else {
+            follow(c, c.respond(ok: ok, body: body))
+            return
+        }
+        var p = PendingCommand(connection: c, verb: "reload", name: configuration.topology.file, nodes: [], previous: [:],
+                               since: now, deadline: now + 120_000_000_000)
+        p.waitFor = plan.changed + plan.added
+        p.summary = body
+        pendingCommands.append(p)
+        answerFinishedCommands()
+    }
+
     /// Answers every waiting command whose work is done or whose deadline has passed.
     func answerFinishedCommands() {
         for h in handoffs.due(at: now) { carryOut(h) }
@@ -99,6 +119,18 @@ extension TreeHost {
                 done = p.nodes.allSatisfy { tree.pid(of: $0) == nil && states[$0.index].state.hasPrefix("stopped") }
             case "restart":
                 done = p.nodes.allSatisfy { tree.isReady($0) && (tree.workerSpec(of: $0) == nil || tree.incarnation(of: $0) > p.previous[$0]!) }
+            case "reload":
+                let pending = p.waitFor.filter { n in tree.isReloading || !tree.resolve(n).allSatisfy(tree.isReady) }
+                if pending.isEmpty {
+                    follow(p.connection, p.connection.respond(ok: true, body: p.summary.trimmingCharacters(in: "\n")
+                                                              + "; done in \(StatusReport.age(.nanoseconds(t - p.since)))\n"))
+                    return true
+                }
+                if t >= p.deadline {
+                    follow(p.connection, p.connection.respond(ok: false, body: "reload took effect, but \(pending.joined(separator: ", ")) is not READY yet; see `vigil status` and `vigil events`"))
+                    return true
+                }
+                return false
             case "handoff":
                 switch handoffProgress(p, states) {
                 case .inProgress: done = false
@@ -195,8 +227,6 @@ extension TreeHost {
             } catch {
                 return (false, "cannot read the journal: \(error)")
             }
-        case "reload":
-            return reload(requestedBy: "vigil reload from uid \(request.peerUID) pid \(request.peerPID)")
         case "ping":
             return (true, "pong \(getpid())\n")
         default:

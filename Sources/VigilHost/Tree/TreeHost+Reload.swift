@@ -28,6 +28,7 @@ extension TreeHost {
             return (false, e.message)
         case .success(let (plan, effects)):
             pendingTopology = new
+            lastReloadPlan = plan
             apply(effects)
             if plan.isEmpty { return (true, "reload: no child changed\n") }
             var lines: [String] = []

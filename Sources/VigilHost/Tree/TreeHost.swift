@@ -89,6 +89,8 @@ public final class TreeHost {
     var toldAboutNotifyReadiness: Set<NodeID> = []
     /// The topology a reload under way will put in `configuration` once it takes effect.
     var pendingTopology: Topology?
+    /// What the last accepted reload set out to do (for `vigil reload`'s answer).
+    var lastReloadPlan: SupervisionTree.ReloadPlan?
     /// The safe mode last written to the journal (`SafeModeState.persisted`).
     var persistedSafeMode: SafeModeState?
 
