@@ -291,9 +291,16 @@ case "logs":
     let directory = paths.logDirectory
     if ChildLogFiles.files(directory: directory, child: child).isEmpty && !followOutput {
         let known = ChildLogFiles.children(directory: directory)
-        let instances = known.filter { $0.hasPrefix(child + ".") }
-        let hint = !instances.isEmpty ? "a pool's instances have their own logs: " + instances.joined(separator: ", ")
-            : known.isEmpty ? "no child has written anything there yet" : "children with logs: " + known.joined(separator: ", ")
+        let instances = known.filter { $0.hasPrefix(child + ".") && Int($0.dropFirst(child.count + 1)) != nil }
+        if !instances.isEmpty {
+            // A pool: each instance's lines, under its name (follow one with `logs -f NAME.N`).
+            for instance in instances.sorted(by: { Int($0.dropFirst(child.count + 1))! < Int($1.dropFirst(child.count + 1))! }) {
+                writeStdout("==> \(instance) <==\n")
+                for line in ChildLogFiles.tail(directory: directory, child: instance, count: count) { writeStdout(line + "\n") }
+            }
+            exit(ExitCode.ok)
+        }
+        let hint = known.isEmpty ? "no child has written anything there yet" : "children with logs: " + known.joined(separator: ", ")
         fail("no log for '\(child)' in \(directory); \(hint)")
     }
     for line in ChildLogFiles.tail(directory: directory, child: child, count: count) { writeStdout(line + "\n") }

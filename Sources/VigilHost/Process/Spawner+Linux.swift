@@ -26,7 +26,7 @@ public struct Spawner {
     let baseEnvironment: [String: String]
     let runtimeDirectory: String
     let stateDirectory: String
-    let heartbeat: Duration
+    var heartbeat: Duration
     /// vigil's sd_notify socket, every child's `NOTIFY_SOCKET`.
     let notifySocket: String
 

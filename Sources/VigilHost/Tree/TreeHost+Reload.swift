@@ -69,7 +69,13 @@ extension TreeHost {
             pendingCommands[i].nodes = pendingCommands[i].nodes.compactMap { mapping[$0] }
             pendingCommands[i].previous = move(pendingCommands[i].previous)
         }
-        if let t = pendingTopology { configuration.topology = t }
+        if let t = pendingTopology {
+            configuration.topology = t
+            // Settings the shell uses itself: the SDK heartbeat of new spawns, and sampling
+            // for a predictor the reload added.
+            spawner.heartbeat = t.settings.heartbeatInterval
+            if hasPredictor && nextSample == nil { nextSample = now + t.settings.sampleInterval.nanoseconds }
+        }
         pendingTopology = nil
         _ = try? notifier.ready(status: tree.summary())
     }

@@ -36,7 +36,7 @@ public final class TreeHost {
     var configuration: Configuration
     var tree: SupervisionTree
     let loop: EventLoop
-    let spawner: Spawner
+    var spawner: Spawner
     var reaper = Reaper()
     let journal: Journal
     let notifier: SystemdNotifier
