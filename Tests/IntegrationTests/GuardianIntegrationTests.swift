@@ -144,6 +144,8 @@ struct GuardianIntegrationTests {
         v.process.waitUntilExit()
         try v.relaunch()
         v.waitFor("third incarnation got the second's checkpoint") { $0["keeper"]?.workerStatus == "restored=incarnation 2" }
+        // The killed vigil's per-child notify sockets were cleared; only the live one is there.
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: v.runtimeDirectory + "/notify")) == ["keeper.3.sock"])
         #expect(v.interrupt() == 0)
     }
 

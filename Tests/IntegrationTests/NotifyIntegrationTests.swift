@@ -124,6 +124,8 @@ struct NotifyIntegrationTests {
         #expect(kept == "incarnation 1", "systemd would keep what the child stored")
         #expect(v.interrupt() == 0)
 
+        // A vigil that stopped leaves no per-child socket behind.
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: v.runtimeDirectory + "/notify"))?.isEmpty ?? true)
         // A new vigil that systemd hands the kept descriptor (a file with a state in it).
         let state = v.directory + "/kept-state"
         try "incarnation 41".write(toFile: state, atomically: true, encoding: .utf8)

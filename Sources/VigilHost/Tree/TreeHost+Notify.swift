@@ -42,6 +42,18 @@ extension TreeHost {
         return group > 0 && group != child.pid
     }
 
+    /// At start-up: the per-child sockets a killed vigil left behind (no vigil reads them;
+    /// the state lock says no other vigil runs here).
+    func removeStaleNotifySockets() {
+        let directory = configuration.paths.runtimeDirectory + "/notify"
+        guard let dir = opendir(directory) else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".sock") { unlink(directory + "/" + name) }
+        }
+    }
+
     /// A socket of its own for a new incarnation, or nil (shared) when the path is too long.
     func ownNotifySocket(for name: String, incarnation: UInt64) -> NotifySocket? {
         let directory = configuration.paths.runtimeDirectory + "/notify"

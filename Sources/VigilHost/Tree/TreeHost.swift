@@ -170,6 +170,7 @@ public final class TreeHost {
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
         stopLeftoversOfAPreviousVigil()
         adoptDescriptorsFromSystemd()
+        removeStaleNotifySockets()
         resumeSafeMode()
         apply(tree.handle(.start, at: Instant(nanoseconds: now)))
 
