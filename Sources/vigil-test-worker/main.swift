@@ -74,18 +74,21 @@ if env("TW_ESCAPE") != nil, fork() == 0 {
     while true { pause() }
 }
 if let marker = env("TW_GRACEFUL_CHILD") {
+    // SIGTERM is blocked before the fork, so the child has it blocked from its first
+    // instruction: a stop that comes right after READY cannot kill it before it waits.
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGTERM)
+    sigprocmask(SIG_BLOCK, &set, nil)
     if fork() == 0 {
         close(channel)
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigprocmask(SIG_BLOCK, &set, nil)
         var received: Int32 = 0
         sigwait(&set, &received)
         usleep(300_000)
         close(open(marker, O_CREAT | O_WRONLY, 0o644))
         exit(0)
     }
+    sigprocmask(SIG_UNBLOCK, &set, nil)
 }
 
 let start = vigil_monotonic_ns()
