@@ -153,7 +153,7 @@ struct UpwardNotifyTests {
             argv: [WORKER]
           - worker: slow
             argv: [WORKER]
-            env: {TW_READY_DELAY_MS: "10500"}
+            env: {TW_READY_DELAY_MS: "12000"}
             ready_timeout: 30s
         """, start: false)
         try v.launch(["up", v.topologyPath], environment: ["NOTIFY_SOCKET": upstream])
