@@ -102,3 +102,27 @@ public enum Notice {
     /// every position is flat: vigil ends the liquidation (safe mode stays until lifted).
     public static let liquidationDone = "liquidation_done"
 }
+
+extension Verdict {
+    /// The same verdict with its reason transformed (e.g. cut to fit a frame).
+    public func mapReason(_ f: (String) -> String) -> Verdict {
+        switch self {
+        case .allow: .allow
+        case .deny(let r): .deny(reason: f(r))
+        case .delay(let ms, let r): .delay(milliseconds: ms, reason: f(r))
+        case .safeMode(let r): .safeMode(reason: f(r))
+        case .liquidate(let r): .liquidate(reason: f(r))
+        }
+    }
+}
+
+extension GuardianOrder {
+    /// The same order with its reason transformed (e.g. cut to fit a frame).
+    public func mapReason(_ f: (String) -> String) -> GuardianOrder {
+        switch self {
+        case .safeModeOn(let r): .safeModeOn(reason: f(r))
+        case .safeModeOff(let r): .safeModeOff(reason: f(r))
+        case .liquidate(let r): .liquidate(reason: f(r))
+        }
+    }
+}

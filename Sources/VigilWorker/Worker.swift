@@ -281,12 +281,7 @@ public final class Worker: Sendable {
     /// dropped; the reason is cut to 1 KiB. False when standalone or the send failed.
     @discardableResult
     public func order(_ order: GuardianOrder) -> Bool {
-        let clipped: GuardianOrder = switch order {
-        case .safeModeOn(let r): .safeModeOn(reason: Worker.clip(r, bytes: 1024))
-        case .safeModeOff(let r): .safeModeOff(reason: Worker.clip(r, bytes: 1024))
-        case .liquidate(let r): .liquidate(reason: Worker.clip(r, bytes: 1024))
-        }
-        return send(.guardianOrder(clipped), droppable: false)
+        send(.guardianOrder(order.mapReason { Worker.clip($0, bytes: 1024) }), droppable: false)
     }
 
     /// A fact for vigil's journal (each liquidation step, final positions). Blocking, never
@@ -331,14 +326,7 @@ public final class Worker: Sendable {
     /// Answers a restart request by hand (for a guardian that takes them in `onMessage`).
     @discardableResult
     public func answer(_ request: RestartRequest, with verdict: Verdict) -> Bool {
-        let clipped: Verdict = switch verdict {
-        case .allow: .allow
-        case .deny(let r): .deny(reason: Worker.clip(r, bytes: 1024))
-        case .delay(let ms, let r): .delay(milliseconds: ms, reason: Worker.clip(r, bytes: 1024))
-        case .safeMode(let r): .safeMode(reason: Worker.clip(r, bytes: 1024))
-        case .liquidate(let r): .liquidate(reason: Worker.clip(r, bytes: 1024))
-        }
-        let sent = send(.verdict(requestID: request.id, clipped), droppable: false)
+        let sent = send(.verdict(requestID: request.id, verdict.mapReason { Worker.clip($0, bytes: 1024) }), droppable: false)
         if !sent { log("could not send the verdict for restart request #\(request.id) (\(request.child))") }
         return sent
     }

@@ -94,9 +94,9 @@ extension TreeHost {
                                   detail: "reported ERRNO=\(e) (\(String(cString: strerror(e))))"))])
         }
         store(child)
-        if m.isSet("FDSTOREREMOVE") { removeStored(m, of: id, name: name, pid: d.pid) }
+        if m.isSet("FDSTOREREMOVE") { removeStored(m, of: child, name: name, pid: d.pid) }
         if m.isSet("FDSTORE") {
-            keepStored(&fds, m, of: id, name: name, pid: d.pid)
+            keepStored(&fds, m, of: child, name: name, pid: d.pid)
         }
         let at = Instant(nanoseconds: t)
         switch m["WATCHDOG"] {
@@ -121,8 +121,8 @@ extension TreeHost {
     }
 
     /// FDSTORE=1: keeps the datagram's descriptors (they leave `fds`), journaled.
-    private func keepStored(_ fds: inout [Int32], _ m: NotifyMessage, of id: NodeID, name: String, pid: Int32) {
-        let incarnation = sender(of: pid)?.incarnation
+    private func keepStored(_ fds: inout [Int32], _ m: NotifyMessage, of child: LiveChild, name: String, pid: Int32) {
+        let incarnation = child.incarnation
         switch m.fdName() {
         case .failure(let e):
             apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: incarnation,
@@ -141,14 +141,14 @@ extension TreeHost {
     }
 
     /// FDSTOREREMOVE=1 + FDNAME=: drops the stored descriptors by that name.
-    private func removeStored(_ m: NotifyMessage, of id: NodeID, name: String, pid: Int32) {
+    private func removeStored(_ m: NotifyMessage, of child: LiveChild, name: String, pid: Int32) {
         guard case .success(let fdName?) = m.fdName() else { return }
         let n = fdStore.remove(name: fdName, for: name)
         if n > 0, notifier.isEnabled, let upstream = FDStore.upstreamName(child: name, name: fdName) {
             _ = try? notifier.removeStoredDescriptors(name: upstream)
         }
         if n > 0 {
-            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: sender(of: pid)?.incarnation,
+            apply([.record(Record(.fdStore, node: name, pid: pid, incarnation: child.incarnation,
                                   detail: "removed \(n) stored descriptor(s) named '\(fdName)'"))])
         }
     }
