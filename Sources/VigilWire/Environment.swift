@@ -13,4 +13,10 @@ public enum ChildEnvironment {
     public static let runtimeDirectory = "VIGIL_RUNTIME_DIR"
     /// vigil's state directory (databases that outlive a run).
     public static let stateDirectory = "VIGIL_STATE_DIR"
+    /// vigil's adoption socket (SOCK_SEQPACKET): where a worker whose channel closed (vigil
+    /// died) connects to be taken back by the next vigil, sending `.adopt` first.
+    public static let adoptSocket = "VIGIL_ADOPT_SOCKET"
+    /// How long, in milliseconds, a worker whose channel closed waits for a new vigil
+    /// before it exits; 0 (or unset): it exits at once, as it never outlives vigil.
+    public static let adoptWindowMilliseconds = "VIGIL_ADOPT_MS"
 }

@@ -21,6 +21,11 @@ public enum Frame: Hashable, Sendable {
     case guardianOrder(GuardianOrder)
     /// A fact for vigil's journal (for example each liquidation step, final positions).
     case report(key: String, text: String)
+    /// The first frame on a connection to vigil's adoption socket: a worker that outlived
+    /// the vigil which started it asks the new one to take it back. vigil believes the
+    /// kernel (SO_PEERCRED), not this frame: the name and incarnation must match the run
+    /// its journal holds for the connecting pid, started when /proc says it started.
+    case adopt(name: String, incarnation: UInt64)
 
     // Vigil -> worker.
     /// A resource sample of one worker, sent to workers with role `predictor`.
@@ -42,7 +47,7 @@ public enum Frame: Hashable, Sendable {
 
     enum Kind: UInt8 {
         case ready = 1, heartbeat = 2, status = 3, stopping = 4
-        case checkpoint = 5, verdict = 6, guardianOrder = 7, report = 8
+        case checkpoint = 5, verdict = 6, guardianOrder = 7, report = 8, adopt = 9
         case sample = 0x11, notice = 0x12, restore = 0x13, restartRequest = 0x14
         case checkpointRequest = 0x15, checkpointRefused = 0x16
     }
@@ -132,6 +137,10 @@ extension Frame {
             w.byte(Kind.report.rawValue)
             try w.string(key)
             try w.string(text)
+        case .adopt(let name, let incarnation):
+            w.byte(Kind.adopt.rawValue)
+            try w.string(name)
+            w.integer(incarnation)
         case .restore(let state):
             w.byte(Kind.restore.rawValue)
             w.byte(state == nil ? 0 : 1)
@@ -187,6 +196,10 @@ extension Frame {
             let key = try r.string(kind: raw)
             let text = try r.string(kind: raw)
             self = .report(key: key, text: text)
+        case .adopt:
+            let name = try r.string(kind: raw)
+            guard let incarnation: UInt64 = r.integer() else { throw .truncated(kind: raw) }
+            self = .adopt(name: name, incarnation: incarnation)
         case .restore:
             guard let flag = r.byte(), flag <= 1 else { throw .truncated(kind: raw) }
             if flag == 0 {
@@ -277,6 +290,7 @@ extension Frame {
         case .verdict: "verdict"
         case .guardianOrder: "guardian order"
         case .report: "report"
+        case .adopt(let name, let incarnation): "adopt \(name) incarnation \(incarnation)"
         case .sample: "sample"
         case .notice(let key, let value): "notice \(key)=\(value)"
         case .restore: "restore"

@@ -7,12 +7,16 @@ public enum ProcessExit: Hashable, Sendable, CustomStringConvertible {
     case signaled(Int32)
     /// The program could not be started at all (errno from posix_spawn/exec).
     case spawnFailed(Int32)
+    /// Gone, with a status nobody could read: an adopted process (no longer vigil's child,
+    /// so its parent reaped it), or one that died while no vigil was running. Abnormal.
+    case unknown
 
     public var description: String {
         switch self {
         case .exited(let c): "exit \(c)"
         case .signaled(let s): "signal \(SignalName.of(s))"
         case .spawnFailed(let e): "spawn failed: \(ErrnoName.describe(e))"
+        case .unknown: "exit status unknown"
         }
     }
 }
@@ -71,6 +75,9 @@ public enum SignalName {
 public enum RecordKind: String, Sendable, CaseIterable {
     /// A child's process was spawned (pid, incarnation).
     case spawned
+    /// A child a previous vigil started, still running, was taken back (pid, incarnation),
+    /// or could not be vouched for and was stopped.
+    case adopted
     /// A child said READY.
     case ready
     /// A child's process group is gone (detail: exit status).

@@ -28,6 +28,11 @@ public struct SupervisionTree {
     /// A topology reload waiting for the workers it stops (see SupervisionTree+Reload).
     var pendingReload: PendingReload?
     var nextQuestion: UInt64 = 0
+    /// Processes of a previous vigil to take back instead of spawning (see
+    /// SupervisionTree+Adoption), consumed as the tree starts.
+    var adoptions: [NodeID: AdoptionCandidate] = [:]
+    /// Candidates `start(adopting:)` found no place for; the shell stops them.
+    public internal(set) var unclaimedAdoptions: [NodeID: AdoptionCandidate] = [:]
 
     public let settings: TreeSettings
     public var root: NodeID { NodeID(0) }
@@ -311,6 +316,11 @@ public struct SupervisionTree {
             if let p = nodes[i].parent {
                 guard nodes[p.index].state == .running, nodes[p.index].plan == nil else { continue }
             } else if isShuttingDown {
+                continue
+            }
+            // An adopted process is already running: dependencies gate starts, not it.
+            if let adopted = adoptions.removeValue(forKey: id) {
+                adopt(id, adopted)
                 continue
             }
             guard nodes[i].dependencies.allSatisfy(isReady) else { continue }

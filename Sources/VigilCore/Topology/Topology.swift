@@ -259,12 +259,16 @@ public struct TreeSettings: Hashable, Sendable {
 
     /// How long vigil waits for the guardian's verdict before the fail-safe (safe mode).
     public var guardianTimeout: Duration
+    /// How long a worker outlives a vigil that died, waiting for the next one to adopt it
+    /// (sent to workers as VIGIL_ADOPT_MS). Zero: workers die with vigil.
+    public var adoptWindow: Duration
 
     public init(heartbeatInterval: Duration = .seconds(1), sampleInterval: Duration = .seconds(5),
-                guardianTimeout: Duration = .seconds(2)) {
+                guardianTimeout: Duration = .seconds(2), adoptWindow: Duration = .seconds(10)) {
         self.heartbeatInterval = heartbeatInterval
         self.sampleInterval = sampleInterval
         self.guardianTimeout = guardianTimeout
+        self.adoptWindow = adoptWindow
     }
 }
 
