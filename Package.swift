@@ -47,6 +47,9 @@ let package = Package(
         // A worker written against libsystemd alone (sd_notify, FDSTORE, LISTEN_FDS), as an
         // unmodified daemon would be, spawned by the integration tests.
         .executableTarget(name: "vigil-sd-test-worker", linkerSettings: [.linkedLibrary("systemd")]),
+        // A well-behaved worker on the SDK (ticks, checkpoints, prints), for what the SDK
+        // does for a worker: reconnecting to a new vigil above all.
+        .executableTarget(name: "vigil-sdk-test-worker", dependencies: ["VigilWorker"]),
 
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),

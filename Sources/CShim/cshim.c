@@ -108,8 +108,10 @@ int vigil_spawn(const char *path, char *const argv[], char *const envp[], const 
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+    // A session of its own (hence a process group of its own, pgid = pid), as systemd
+    // starts a service: when vigil dies, a stopped worker's group does not become an
+    // orphaned process group, which the kernel would SIGHUP (killing it) and SIGCONT.
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
                                         POSIX_SPAWN_SETSIGDEF);
 
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);

@@ -45,7 +45,7 @@ int vigil_spawn_listen(const char *path, char *const argv[], char *const envp[],
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         int e = 0;
-        if (setpgid(0, 0) < 0) goto failed;
+        if (setsid() < 0) goto failed;  // its own session and group, as in vigil_spawn
         int null = open("/dev/null", O_RDONLY);
         if (null < 0 || dup2(null, 0) < 0) goto failed;
         if (output >= 0 && (dup2(output, 1) < 0 || dup2(output, 2) < 0)) goto failed;

@@ -13,10 +13,17 @@ import Synchronization
 ///
 /// `connect()` reads the environment vigil sets (`VigilWire.ChildEnvironment`). Without
 /// `VIGIL_FD` the worker runs standalone (for running by hand): it logs that, and frames
-/// go nowhere. Connected, it asks the kernel for SIGKILL when vigil dies
-/// (`PR_SET_PDEATHSIG`), starts one background thread that beats the heartbeat and reads
-/// frames from vigil, and exits the process with status 70 as soon as the channel closes:
-/// a worker never outlives vigil.
+/// go nowhere. Connected, it starts one background thread that beats the heartbeat and
+/// reads frames from vigil.
+///
+/// When vigil dies, the worker does not die with it if vigil gave it an adoption window
+/// (`VIGIL_ADOPT_MS`, the topology's `adopt_window`): it goes on working, keeps what it
+/// sends meanwhile (the latest checkpoint, READY, reports), and connects to the next
+/// vigil's adoption socket (`VIGIL_ADOPT_SOCKET`) as soon as it exists; the new vigil
+/// checks who it is and takes it back, and the kept frames go to it first. Without a
+/// window, or when it passes with no vigil, the worker exits with status 70: a worker never
+/// runs unsupervised for long. (Without a window it also asks the kernel for SIGKILL when
+/// vigil dies, `PR_SET_PDEATHSIG`.)
 ///
 /// State handoff: vigil's first frame to a new incarnation is always `.restore`, the last
 /// checkpoint of this child (or none). `connect()` waits for it (at most
@@ -64,8 +71,13 @@ public final class Worker: Sendable {
     public let runtimeDirectory: String?
     /// `VIGIL_STATE_DIR` (databases), if set and non-empty.
     public let stateDirectory: String?
-    /// The channel to vigil, or -1 when standalone.
-    public let channelFD: Int32
+    /// The channel to vigil: -1 when standalone, and while waiting to be adopted by a new
+    /// vigil (see `adoptWindow`).
+    public var channelFD: Int32 { channel.load(ordering: .acquiring) }
+    /// How long this worker waits for a new vigil when the channel closes; zero: it exits.
+    public let adoptWindow: Duration
+    /// Where a new vigil takes workers back, if vigil said.
+    let adoptSocket: String?
     /// The state the previous incarnation checkpointed, as vigil handed it over in its
     /// first frame. nil when there is no checkpoint, when standalone, or when no `.restore`
     /// came within `restoreTimeout` (logged; `restoreReceived` tells the cases apart).
@@ -76,7 +88,10 @@ public final class Worker: Sendable {
     /// absent, and a worker holding money should not assume it starts flat.
     public let restoreReceived: Bool
 
-    private let sendLock = Mutex<Void>(())
+    /// Held for every send; guards the frames kept while no vigil listens (see `park`).
+    private let sendLock = Mutex<[Frame]>([])
+    let channel: Atomic<Int32>
+    private let connected: Bool
     private let handlers = Mutex<Handlers>(Handlers())
     private let logPrefix: [UInt8]
     /// Frames no handler took yet, kept (at most `keptFramesLimit`) until one that takes
@@ -101,7 +116,10 @@ public final class Worker: Sendable {
     }
 
     /// True when running without vigil (no `VIGIL_FD`).
-    public var isStandalone: Bool { channelFD < 0 }
+    public var isStandalone: Bool { !connected }
+
+    /// Whether a closed channel means waiting for a new vigil rather than exiting.
+    var isAdoptable: Bool { adoptWindow > .zero && adoptSocket != nil }
 
     /// True once SIGTERM or SIGINT arrived: finish up and return from `main`.
     public var isStopping: Bool { stopRequested.load(ordering: .sequentiallyConsistent) }
@@ -117,10 +135,16 @@ public final class Worker: Sendable {
             worker.log("standalone: \(ChildEnvironment.channelFD) is not set, so no vigil channel; frames are not sent")
             return worker
         }
-        // Die with vigil. PDEATHSIG fires when the parent *thread* exits, and not at all if
-        // the parent died before the prctl: check the parent afterwards.
-        let rc = vigil_set_pdeathsig(SIGKILL)
-        if rc < 0 { worker.log("warning: PR_SET_PDEATHSIG failed: \(describe(errno: -rc))") }
+        if worker.isAdoptable {
+            // Outliving vigil is the point: a write to a log pipe nobody reads any more
+            // must fail (EPIPE), not kill the worker.
+            signal(SIGPIPE, SIG_IGN)
+        } else {
+            // Die with vigil. PDEATHSIG fires when the parent *thread* exits, and not at all
+            // if the parent died before the prctl: check the parent afterwards.
+            let rc = vigil_set_pdeathsig(SIGKILL)
+            if rc < 0 { worker.log("warning: PR_SET_PDEATHSIG failed: \(describe(errno: -rc))") }
+        }
         if vigil_getppid() == 1 {
             worker.log("parent already gone before the worker started: exiting")
             _exit(channelClosedExitCode)
@@ -157,6 +181,14 @@ public final class Worker: Sendable {
         } else {
             heartbeatInterval = .milliseconds(1000)
         }
+        var window = Duration.zero
+        if let s = env(ChildEnvironment.adoptWindowMilliseconds) {
+            if let ms = Int64(s), ms >= 0, ms <= 86_400_000 { window = .milliseconds(ms) } else {
+                problems.append("ignoring bad \(ChildEnvironment.adoptWindowMilliseconds)=\(s): this worker exits when vigil does")
+            }
+        }
+        adoptWindow = window
+        adoptSocket = env(ChildEnvironment.adoptSocket).flatMap { $0.isEmpty ? nil : $0 }
         var fd: Int32 = -1
         if let s = env(ChildEnvironment.channelFD) {
             guard let n = Int32(s), n >= 0, Worker.isSeqpacketSocket(n) else {
@@ -166,7 +198,8 @@ public final class Worker: Sendable {
             _ = fcntl(n, F_SETFD, FD_CLOEXEC)  // never leak the channel into our own children
             fd = n
         }
-        self.channelFD = fd
+        self.channel = Atomic(fd)
+        self.connected = fd >= 0
         var wake: [Int32] = [-1, -1]
         if fd >= 0 {
             let handoff = Worker.awaitRestore(fd: fd, logPrefix: logPrefix)
@@ -349,25 +382,79 @@ public final class Worker: Sendable {
 
     /// Sends one frame. Droppable frames (heartbeat, status) are not worth blocking for
     /// when vigil is not reading; READY and STOPPING are. A send to a vigil that is gone
-    /// fails quietly: the channel thread notices the close and exits the process.
+    /// fails quietly: the channel thread notices the close and exits the process, or, for
+    /// an adoptable worker, keeps the frame for the next vigil (`park`) and returns true
+    /// for it unless it is droppable.
     @discardableResult
     func send(_ frame: Frame, droppable: Bool) -> Bool {
-        guard channelFD >= 0 else { return false }
+        guard connected else { return false }
         let bytes: [UInt8]
         do { bytes = try frame.encoded() } catch {
             log("cannot encode frame: \(error)")
             return false
         }
-        let flags = Int32(MSG_NOSIGNAL) | (droppable ? Int32(MSG_DONTWAIT) : 0)
-        return sendLock.withLock { _ in
-            bytes.withUnsafeBytes { raw in
-                while true {
-                    let n = Glibc.send(channelFD, raw.baseAddress, raw.count, flags)
-                    if n >= 0 { return true }
-                    if errno == EINTR { continue }
+        return sendLock.withLock { parked in
+            let fd = channel.load(ordering: .acquiring)
+            if fd >= 0 {
+                if Worker.send(bytes, on: fd, blocking: !droppable) { return true }
+                let gone = errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN
+                guard gone && isAdoptable else { return false }
+            }
+            guard isAdoptable, !droppable else { return false }
+            Worker.park(frame, in: &parked)
+            return true
+        }
+    }
+
+    /// One frame on `fd`; false with errno set when it did not go.
+    static func send(_ bytes: [UInt8], on fd: Int32, blocking: Bool) -> Bool {
+        let flags = Int32(MSG_NOSIGNAL) | (blocking ? 0 : Int32(MSG_DONTWAIT))
+        return bytes.withUnsafeBytes { raw in
+            while true {
+                let n = Glibc.send(fd, raw.baseAddress, raw.count, flags)
+                if n >= 0 { return true }
+                if errno == EINTR { continue }
+                return false
+            }
+        }
+    }
+
+    /// The most frames kept for the next vigil; the oldest go first (a checkpoint never:
+    /// only the latest one is kept, and it is what the next incarnation restores).
+    static let parkedFramesLimit = 64
+
+    /// Keeps a frame sent while no vigil listens. A checkpoint replaces the one kept before
+    /// it, since only the latest state matters.
+    static func park(_ frame: Frame, in parked: inout [Frame]) {
+        if case .checkpoint = frame { parked.removeAll { if case .checkpoint = $0 { true } else { false } } }
+        parked.append(frame)
+        while parked.count > parkedFramesLimit,
+              let i = parked.firstIndex(where: { if case .checkpoint = $0 { false } else { true } }) {
+            parked.remove(at: i)
+        }
+    }
+
+    /// Under the send lock: makes `fd` the channel and sends it what was kept meanwhile, in
+    /// order. False (and `fd` not taken) when the new vigil is already gone again.
+    func takeChannel(_ fd: Int32) -> Bool {
+        sendLock.withLock { parked in
+            for (i, frame) in parked.enumerated() {
+                guard let bytes = try? frame.encoded(), Worker.send(bytes, on: fd, blocking: true) else {
+                    parked.removeFirst(i)
                     return false
                 }
             }
+            parked.removeAll()
+            channel.store(fd, ordering: .releasing)
+            return true
+        }
+    }
+
+    /// Under the send lock: no channel until a new vigil adopts this worker.
+    func dropChannel() {
+        sendLock.withLock { _ in
+            let fd = channel.exchange(-1, ordering: .acquiringAndReleasing)
+            if fd >= 0 { close(fd) }
         }
     }
 
@@ -484,7 +571,7 @@ public final class Worker: Sendable {
         let interval = heartbeatInterval.wholeNanoseconds
         var nextBeat = vigil_monotonic_ns()
         var buffer = [UInt8](repeating: 0, count: Frame.maximumSize + 1)
-        var fds = [pollfd(fd: channelFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: channel.load(ordering: .acquiring), events: Int16(POLLIN), revents: 0)]
         if wakeRead >= 0 { fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)) }
         deliverKeptFrames()
         while true {
@@ -513,17 +600,16 @@ public final class Worker: Sendable {
             }
             if fds[0].revents == 0 { continue }
             let got = buffer.withUnsafeMutableBytes { raw in
-                recv(channelFD, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+                recv(fds[0].fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
             }
-            if got == 0 {
-                channelClosed("channel to vigil closed")
-                return
+            if got == 0 || got < 0 && errno != EAGAIN && errno != EINTR {
+                let why = got == 0 ? "channel to vigil closed" : "channel to vigil failed: \(describe(errno: errno))"
+                guard let fd = channelClosed(why) else { return }
+                fds[0].fd = fd
+                nextBeat = vigil_monotonic_ns()
+                continue
             }
-            if got < 0 {
-                if errno == EAGAIN || errno == EINTR { continue }
-                channelClosed("channel to vigil failed: \(describe(errno: errno))")
-                return
-            }
+            if got < 0 { continue }
             guard got <= Frame.maximumSize else {
                 log("dropping a \(got)-byte frame from vigil (limit \(Frame.maximumSize))")
                 continue
@@ -615,14 +701,23 @@ public final class Worker: Sendable {
         _ = Glibc.write(wakeWrite, &byte, 1)
     }
 
-    /// Vigil is gone. A worker never outlives vigil: exit now, unless the worker is already
-    /// stopping on request, in which case its main thread is finishing and exits by itself.
-    private func channelClosed(_ why: String) {
+    /// Vigil is gone. Unless the worker is already stopping on request (its main thread is
+    /// finishing and exits by itself: nil), it waits for a new vigil to adopt it and returns
+    /// the new channel, or, not adoptable or not adopted in time, exits the process now.
+    private func channelClosed(_ why: String) -> Int32? {
         if isStopping {
             log("\(why) while stopping; letting the shutdown finish")
-            return
+            return nil
         }
-        log("\(why): vigil is gone, exiting with status \(Worker.channelClosedExitCode)")
+        guard isAdoptable, let path = adoptSocket else {
+            log("\(why): vigil is gone, exiting with status \(Worker.channelClosedExitCode)")
+            _exit(Worker.channelClosedExitCode)
+        }
+        dropChannel()
+        log("\(why): waiting up to \(adoptWindow) for a new vigil to adopt this worker at \(path)")
+        if let fd = awaitAdoption(at: path, within: adoptWindow) { return fd }
+        if isStopping { return nil }
+        log("no vigil adopted this worker within \(adoptWindow): exiting with status \(Worker.channelClosedExitCode)")
         _exit(Worker.channelClosedExitCode)
     }
 

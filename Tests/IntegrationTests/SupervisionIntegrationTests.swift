@@ -291,27 +291,6 @@ struct SupervisionIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
-    @Test func aProgramLeftRunningByAKilledVigilIsStoppedBeforeTheTreeStartsAgain() throws {
-        let v = try VigilUnderTest("""
-        name: t
-        children:
-          - worker: sleeper
-            argv: [sleep, "1000"]
-            readiness: exec
-            shutdown: 1s
-        """)
-        let first = v.waitFor("ready", v.allReady(["sleeper"]))["sleeper"]!.pid!
-        kill(v.process.processIdentifier, SIGKILL)
-        v.process.waitUntilExit()
-        #expect(processAlive(first), "a plain program does not die with vigil")
-        try v.relaunch()
-        let second = v.waitFor("ready again", v.allReady(["sleeper"]))["sleeper"]!.pid!
-        #expect(second != first)
-        #expect(!processAlive(first), "the leftover must be stopped, not run twice")
-        #expect(v.events().contains { $0.contains("left running by a previous vigil") })
-        #expect(v.interrupt() == 0)
-    }
-
     @Test func aProcessThatLeftItsGroupIsKilledWhenTheTreeStops() throws {
         let v = try VigilUnderTest("""
         name: t

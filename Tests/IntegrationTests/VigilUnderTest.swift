@@ -12,6 +12,7 @@ final class VigilUnderTest {
     }()
     static var vigil: String { products + "/vigil" }
     static var testWorker: String { products + "/vigil-test-worker" }
+    static var sdkTestWorker: String { products + "/vigil-sdk-test-worker" }
 
     let directory: String
     let topologyPath: String
@@ -22,7 +23,7 @@ final class VigilUnderTest {
     var stateDirectory: String { directory + "/state" }
     var controlSocket: String { runtimeDirectory + "/control.sock" }
 
-    /// Writes `topology` (with `WORKER` replaced by the test worker's path) and, unless
+    /// Writes `topology` (with `WORKER` and `SDKWORKER` replaced by the test workers' paths) and, unless
     /// `start` is false, starts vigil on it.
     init(_ topology: String, start: Bool = true) throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.vigil), "build vigil first: \(Self.vigil)")
@@ -30,7 +31,8 @@ final class VigilUnderTest {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         topologyPath = directory + "/topology.yaml"
         logPath = directory + "/vigil.log"
-        try topology.replacingOccurrences(of: "WORKER", with: Self.testWorker)
+        try topology.replacingOccurrences(of: "SDKWORKER", with: Self.sdkTestWorker)
+            .replacingOccurrences(of: "WORKER", with: Self.testWorker)
             .write(toFile: topologyPath, atomically: true, encoding: .utf8)
         if start { try launch(["up", topologyPath]) }
     }
@@ -176,6 +178,12 @@ func runVigil(_ args: [String], env: [String: String] = [:]) -> (Int32, String) 
 /// True while any process is in process group `pgid`.
 func groupAlive(_ pgid: Int32) -> Bool {
     kill(-pgid, 0) == 0
+}
+
+/// True while a process of group `pgid` is alive: zombies do not count (an adopted
+/// worker's parent is not vigil, and reaps it when it gets round to it).
+func groupHasLiveMembers(_ pgid: Int32) -> Bool {
+    allPIDs().contains { pid in procStat(pid).map { $0.group == pgid && $0.state != "Z" } ?? false }
 }
 
 /// State, parent and process group of a live process, from /proc/PID/stat (nil if gone).

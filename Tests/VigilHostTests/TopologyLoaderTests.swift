@@ -454,7 +454,7 @@ struct TopologyLoaderTests {
             "/etc/vigil/t.yaml:4:5: this child has neither worker: nor supervisor:; start the entry with `- worker: NAME` or `- supervisor: NAME`",
             "/etc/vigil/t.yaml:6:5: a child is either a worker or a supervisor, not both: this entry already has worker: at line 5; split it into two entries",
             "/etc/vigil/t.yaml:7:13: worker: expected the worker's name, like `- worker: db-watchdog`, got a list",
-            "/etc/vigil/t.yaml:9:1: unknown key 'children2' in the top level (did you mean 'children'? expected one of: children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
+            "/etc/vigil/t.yaml:9:1: unknown key 'children2' in the top level (did you mean 'children'? expected one of: adopt_window, children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
         ])
     }
 
@@ -503,7 +503,7 @@ struct TopologyLoaderTests {
                     command: true
                     <<: {restart: permanent}
             """) == [
-            "/etc/vigil/t.yaml:2:1: unknown key 'backoff' in the top level: the root supervisor is never restarted, so it has no backoff (expected one of: children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
+            "/etc/vigil/t.yaml:2:1: unknown key 'backoff' in the top level: the root supervisor is never restarted, so it has no backoff (expected one of: adopt_window, children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
             "/etc/vigil/t.yaml:4:3: unknown key 'argv' in defaults: argv cannot have a default: set it on each worker (expected one of: backoff, env, ready_timeout, restart, shutdown, watchdog, working_directory)",
             "/etc/vigil/t.yaml:7:5: unknown key 'depends_on' in supervisor 'data': only workers have depends_on: put it on the workers under this supervisor (expected one of: backoff, children, max_restarts, period, strategy, supervisor)",
             "/etc/vigil/t.yaml:9:17: worker 'a' has no argv: write the program to run and its arguments, e.g. argv: [a, --flag]",

@@ -44,7 +44,7 @@ void vigil_timerfd_drain(int fd);
 int64_t vigil_monotonic_ns(void);
 int64_t vigil_realtime_ns(void);
 
-/// Spawns `path` in a new process group (its pid is the group id), with an empty signal
+/// Spawns `path` in a new session and process group (its pid is both ids), with an empty signal
 /// mask, default dispositions, stdin from /dev/null, optional working directory, and
 /// `inherit_count` descriptors from `inherit` placed at fds 3, 4, ... (each source must be
 /// >= 3 + inherit_count so a dup2 never overwrites another source). Every other descriptor
@@ -96,5 +96,17 @@ int vigil_dup_above(int fd, int minimum);
 /// targets first). Returns 0 and sets *pid, or an errno value (exec failures included).
 int vigil_spawn_listen(const char *path, char *const argv[], char *const envp[], const char *cwd,
                        const int *inherit, int inherit_count, int output, char *listen_pid_slot, pid_t *pid);
+
+// Re-adoption (adopt.c).
+/// A listening SOCK_SEQPACKET socket at `path` (non-blocking, CLOEXEC, mode 0600), a stale
+/// file there removed first. fd or -errno.
+int vigil_seqpacket_listen(const char *path, int backlog);
+/// A blocking, CLOEXEC SOCK_SEQPACKET connection to `path`. fd or -errno.
+int vigil_seqpacket_connect(const char *path);
+/// A new read end (non-blocking, CLOEXEC) of the pipe at descriptor `target_fd` of `pid`,
+/// opened through /proc. fd or -errno.
+int vigil_open_pipe_of(pid_t pid, int target_fd);
+/// 1 when fd is a pipe or FIFO.
+int vigil_is_pipe(int fd);
 
 #endif

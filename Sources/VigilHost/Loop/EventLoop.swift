@@ -18,6 +18,9 @@ public final class EventLoop {
         case notify
         case childNotify(Int32)
         case output(Int32)
+        /// A pidfd of an adopted process (not vigil's child: no SIGCHLD), readable once it
+        /// has exited.
+        case pidfd(Int32)
     }
 
     public struct Readiness: Sendable {

@@ -38,6 +38,8 @@ public struct RuntimePaths: Equatable, Sendable, CustomStringConvertible {
     public var logDirectory: String { Self.join(runtimeDirectory, "logs") }
     /// Where children send sd_notify datagrams (their `NOTIFY_SOCKET`).
     public var notifySocket: String { Self.join(runtimeDirectory, "notify.sock") }
+    /// Where workers that outlived a vigil ask the next one to take them back.
+    public var adoptSocket: String { Self.join(runtimeDirectory, "adopt.sock") }
 
     /// The SQLite journal: `state/journal.db`.
     public var journal: String { Self.join(stateDirectory, "journal.db") }

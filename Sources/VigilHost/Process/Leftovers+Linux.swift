@@ -4,12 +4,12 @@ import VigilCore
 
 /// Processes vigil is responsible for but no longer tracks as a group leader.
 ///
-/// - Runs a previous vigil started and never saw end (it was SIGKILLed, or the machine
-///   lost power). A worker built on the SDK dies with vigil, but any other program keeps
-///   running, and starting the tree again would run two of it (two gateways holding one
-///   exchange session). Until workers can be re-adopted, they are stopped before the tree
-///   starts. A pid is only signalled when it still leads its own process group and its
-///   start time matches the journal's to within a second, so a reused pid is never hit.
+/// - Runs a previous vigil started and never saw end (it was SIGKILLed, crashed, was
+///   upgraded). Starting the tree again would run two of each (two gateways holding one
+///   exchange session), so the new vigil adopts them or, where it cannot vouch for them,
+///   stops them before the tree starts (`survey`, TreeHost+Adoption). A pid counts as the
+///   run's only when it still leads its own process group and its start time matches the
+///   journal's to within half a second, so a reused pid is never signalled.
 /// - Processes that left their worker's process group (`setsid` daemons) and were
 ///   re-parented to vigil, the child subreaper: killed when the tree stops.
 enum Leftovers {
@@ -19,19 +19,57 @@ enum Leftovers {
         var pid: Int32
     }
 
-    /// Open runs in the journal whose process still exists, leads its group, and started
-    /// when the journal says it did.
-    static func staleRuns(in journal: Journal) -> [StaleRun] {
-        guard let runs = try? journal.runs(node: nil, limit: 100_000), let boot = bootTimeNanoseconds() else { return [] }
-        let ticks = Int64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
-        return runs.compactMap { run in
-            guard run.isRunning, let pid = run.pid, pid > 1, pid != getpid(),
-                  let stat = ProcStat.read(pid: pid), stat.processGroup == pid else { return nil }
-            let started = boot + stat.startTicks * 1_000_000_000 / ticks
-            // Clock ticks are 10 ms; the journal records the spawn within milliseconds of it.
-            guard abs(started - run.startedNanoseconds) < 500_000_000 else { return nil }
-            return StaleRun(run: run, pid: pid)
+    /// What the previous vigil left: per child, its latest open run, alive (`current`) or
+    /// not (`ended`: gone, or its pid now someone else's); and the live processes of older
+    /// open runs (`extra`: a handoff's second process, a run a crash left open).
+    struct Survey {
+        var current: [String: StaleRun] = [:]
+        var ended: [ChildRun] = []
+        var extra: [StaleRun] = []
+    }
+
+    static func survey(_ journal: Journal) -> Survey {
+        guard let runs = try? journal.runs(node: nil, limit: 100_000) else { return Survey() }
+        var survey = Survey()
+        var latest: [String: ChildRun] = [:]
+        for run in runs where run.isRunning && run.pid != nil {
+            if let seen = latest[run.node], seen.incarnation > run.incarnation {
+                if let pid = vouchedPID(run) { survey.extra.append(StaleRun(run: run, pid: pid)) }
+                continue
+            }
+            if let older = latest[run.node], let pid = vouchedPID(older) { survey.extra.append(StaleRun(run: older, pid: pid)) }
+            latest[run.node] = run
         }
+        for run in latest.values.sorted(by: { $0.startedNanoseconds < $1.startedNanoseconds }) {
+            if let pid = vouchedPID(run) { survey.current[run.node] = StaleRun(run: run, pid: pid) } else { survey.ended.append(run) }
+        }
+        return survey
+    }
+
+    /// The run's pid if that process still exists, leads its group, and started when the
+    /// journal says the run did.
+    static func vouchedPID(_ run: ChildRun) -> Int32? {
+        guard let pid = run.pid, pid > 1, pid != getpid(), let boot = bootTimeNanoseconds(),
+              let stat = ProcStat.read(pid: pid), stat.processGroup == pid else { return nil }
+        let ticks = Int64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+        let started = boot + stat.startTicks * 1_000_000_000 / ticks
+        // Clock ticks are 10 ms; the journal records the spawn within milliseconds of it.
+        return abs(started - run.startedNanoseconds) < 500_000_000 ? pid : nil
+    }
+
+    /// True when no process of group `pgid` is left but zombies (whose parent, not vigil,
+    /// reaps them: an adopted group is no longer vigil's).
+    static func groupIsGone(_ pgid: Int32) -> Bool {
+        if kill(-pgid, 0) != 0 && errno == ESRCH { return true }
+        guard let dir = opendir("/proc") else { return false }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if let pid = Int32(name), let stat = ProcStat.read(pid: pid), stat.processGroup == pgid { return false }
+        }
+        return true
     }
 
     /// SIGTERM to each group (and SIGCONT, should it be stopped), SIGKILL to what is left

@@ -13,7 +13,7 @@ public struct SpawnedChild: Sendable {
 }
 
 /// Spawns workers with posix_spawn (vfork+exec, no fork of vigil's address space): each in
-/// its own process group, empty signal mask, default dispositions, stdin on /dev/null,
+/// its own session and process group (as systemd starts a service), empty signal mask, default dispositions, stdin on /dev/null,
 /// stdout and stderr into one pipe vigil reads (ChildLogs), and one end of a fresh SOCK_SEQPACKET socketpair at fd 3
 /// (announced in VIGIL_FD). Every other descriptor is closed in the child.
 ///
@@ -29,19 +29,26 @@ public struct Spawner {
     var heartbeat: Duration
     /// vigil's sd_notify socket, every child's `NOTIFY_SOCKET`.
     let notifySocket: String
+    /// How long children outlive a vigil that died (`adopt_window`), and where they find
+    /// the next one; zero: they die with vigil.
+    var adoptWindow: Duration
+    let adoptSocket: String
 
     static let inheritedOnlyByVigil: Set<String> = [
         "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
         ChildEnvironment.channelFD, ChildEnvironment.name, ChildEnvironment.incarnation,
+        ChildEnvironment.adoptSocket, ChildEnvironment.adoptWindowMilliseconds,
     ]
 
     public init(environment: [String: String], runtimeDirectory: String, stateDirectory: String,
-                heartbeat: Duration, notifySocket: String) {
+                heartbeat: Duration, notifySocket: String, adoptWindow: Duration = .zero, adoptSocket: String = "") {
         baseEnvironment = environment.filter { !Spawner.inheritedOnlyByVigil.contains($0.key) }
         self.runtimeDirectory = runtimeDirectory
         self.stateDirectory = stateDirectory
         self.heartbeat = heartbeat
         self.notifySocket = notifySocket
+        self.adoptWindow = adoptWindow
+        self.adoptSocket = adoptSocket
     }
 
     /// The environment a child gets: vigil's, then the spec's, then the channel contract.
@@ -61,6 +68,10 @@ public struct Spawner {
         env[ChildEnvironment.heartbeatMilliseconds] = String(Int(heartbeat.milliseconds))
         env[ChildEnvironment.runtimeDirectory] = runtimeDirectory
         env[ChildEnvironment.stateDirectory] = stateDirectory
+        if adoptWindow > .zero && !adoptSocket.isEmpty {
+            env[ChildEnvironment.adoptSocket] = adoptSocket
+            env[ChildEnvironment.adoptWindowMilliseconds] = String(Int(adoptWindow.milliseconds))
+        }
         return env.map { "\($0.key)=\($0.value)" }
     }
 
@@ -74,8 +85,10 @@ public struct Spawner {
         var pair: [Int32] = [-1, -1]
         let rc = pair.withUnsafeMutableBufferPointer { vigil_seqpacket_pair($0.baseAddress) }
         guard rc == 0 else { throw SystemError("socketpair", errno: -rc) }
-        // The child's end must not sit at 3 already, or dup2 would keep its CLOEXEC flag.
-        let childEnd = vigil_move_fd_above(pair[1], 4)
+        // Sources of the descriptors handed over must sit above their targets (3, 4, ...),
+        // or a dup2 would overwrite one, or keep its CLOEXEC flag (dup2 onto itself).
+        let floor = 3 + Int32(listening.count) + 2
+        let childEnd = vigil_move_fd_above(pair[1], floor)
         let parentEnd = pair[0]
         defer { close(childEnd) }
         var out: [Int32] = [-1, -1]
@@ -85,19 +98,25 @@ public struct Spawner {
             throw SystemError("pipe", errno: -prc)
         }
         defer { close(out[1]) }
+        let keeper = adoptWindow > .zero ? vigil_dup_above(out[0], floor) : -1
+        defer { if keeper >= 0 { close(keeper) } }
 
         let env = environment(for: spec, name: name, incarnation: incarnation, listening: listening.map(\.name), notifySocket: own)
         let listenSlot = env.firstIndex(of: "LISTEN_PID=" + Spawner.listenPIDPlaceholder)
         var pid: pid_t = 0
         let result = withCStrings(spec.argv) { argv in
             withCStrings(env) { envp in
-                var inherit: [Int32] = listening.map(\.fd) + [childEnd]
+                // A child that may outlive vigil also holds a read end of its own output pipe,
+                // which it never reads: while no vigil does, its writes fill the pipe
+                // instead of failing with EPIPE (or killing it with SIGPIPE), and the next
+                // vigil reads what it wrote meanwhile (it opens the pipe via /proc).
+                var inherit: [Int32] = listening.map(\.fd) + [childEnd] + (keeper >= 0 ? [keeper] : [])
                 return inherit.withUnsafeMutableBufferPointer { fds in
                     if let listenSlot {
                         vigil_spawn_listen(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, Int32(fds.count),
                                            out[1], envp[listenSlot], &pid)
                     } else {
-                        vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, 1, out[1], &pid)
+                        vigil_spawn(argv[0], argv, envp, spec.workingDirectory, fds.baseAddress, Int32(fds.count), out[1], &pid)
                     }
                 }
             }

@@ -15,7 +15,7 @@ struct Located<Value> {
 /// The keys each kind of mapping accepts.
 enum TopologyKeys {
     static let top = ["name", "strategy", "max_restarts", "period", "heartbeat_interval", "guardian_timeout",
-                      "sample_interval", "defaults", "children"]
+                      "sample_interval", "adopt_window", "defaults", "children"]
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
                          "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog",
@@ -85,6 +85,10 @@ struct TopologyDecoder {
         if let n = fields["sample_interval"],
            let d = duration(n.value, FieldRef(spec: spec, field: "sample_interval")) {
             settings.sampleInterval = d
+        }
+        if let n = fields["adopt_window"],
+           let d = duration(n.value, FieldRef(spec: spec, field: "adopt_window")) {
+            settings.adoptWindow = d
         }
         let defaults = fields["defaults"].map { decodeDefaults($0.value) } ?? WorkerDefaults()
         root.children = decodeChildren(fields["children"], of: spec, defaults: defaults)

@@ -21,6 +21,9 @@ struct LiveChild {
     var windowStart: Int64 = 0
     /// CPU time (clock ticks) at the previous sample, for the predictor's CPU share.
     var lastCPUTicks: UInt64?
+    /// For a process adopted from a previous vigil (not vigil's child, so no SIGCHLD):
+    /// the pidfd that tells its exit; -1 otherwise.
+    var pidfd: Int32 = -1
 }
 
 /// An operator command that answers once its work is done.

@@ -78,6 +78,9 @@ extension TreeHost {
             case .sample, .notice, .restore, .restartRequest, .checkpointRequest, .checkpointRefused:
                 cutOff(child, "sent a frame only vigil may send (\(frame.kindName))")
                 return
+            case .adopt:
+                cutOff(child, "sent an adopt frame on its channel (it belongs on the adoption socket only)")
+                return
             case .heartbeat, .status, .stopping:
                 break  // handled above
             }

@@ -74,6 +74,7 @@ extension TreeHost {
             // Settings the shell uses itself: the SDK heartbeat of new spawns, and sampling
             // for a predictor the reload added.
             spawner.heartbeat = t.settings.heartbeatInterval
+            spawner.adoptWindow = t.settings.adoptWindow
             if hasPredictor && nextSample == nil { nextSample = now + t.settings.sampleInterval.nanoseconds }
         }
         pendingTopology = nil

@@ -93,6 +93,11 @@ public final class TreeHost {
     var lastReloadPlan: SupervisionTree.ReloadPlan?
     /// The safe mode last written to the journal (`SafeModeState.persisted`).
     var persistedSafeMode: SafeModeState?
+    /// Whose pidfd (adopted processes) each descriptor is.
+    var nodeByPidfd: [Int32: NodeID] = [:]
+    /// Adopted groups whose leader has exited while members remain, with the leader's exit
+    /// (see `adoptedProcessExited`).
+    var drainingAdopted: Set<Int32> = []
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -123,7 +128,9 @@ public final class TreeHost {
                           runtimeDirectory: configuration.paths.runtimeDirectory,
                           stateDirectory: configuration.paths.stateDirectory,
                           heartbeat: configuration.topology.settings.heartbeatInterval,
-                          notifySocket: configuration.paths.notifySocket)
+                          notifySocket: configuration.paths.notifySocket,
+                          adoptWindow: configuration.topology.settings.adoptWindow,
+                          adoptSocket: configuration.paths.adoptSocket)
 
         // Block the signals vigil handles before any thread exists and read them from a
         // signalfd, so none is lost and none interrupts a syscall half-way.
@@ -168,11 +175,12 @@ public final class TreeHost {
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if notifier.isEnabled { nextStartExtension = now + configuration.startExtensionEvery.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
-        stopLeftoversOfAPreviousVigil()
         adoptDescriptorsFromSystemd()
         removeStaleNotifySockets()
         resumeSafeMode()
-        apply(tree.handle(.start, at: Instant(nanoseconds: now)))
+        let adopted = adoptSurvivors()
+        apply(tree.start(adopting: adopted, at: Instant(nanoseconds: now)))
+        stopUnclaimedAdoptions()
 
         while outcome == nil {
             armTimer()
@@ -194,6 +202,7 @@ public final class TreeHost {
                 case .notify: readNotifications()
                 case .childNotify(let fd): readNotifications(fd)
                 case .output(let fd): readOutput(fd)
+                case .pidfd(let fd): adoptedProcessExited(fd)
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
                 }
@@ -220,22 +229,6 @@ public final class TreeHost {
     }
 
     var now: Int64 { vigil_monotonic_ns() }
-
-    /// Workers a previous vigil started and never saw end are stopped before the tree
-    /// starts, so no program runs twice; each is journaled.
-    func stopLeftoversOfAPreviousVigil() {
-        let stale = Leftovers.staleRuns(in: journal)
-        guard !stale.isEmpty else { return }
-        var records: [Record] = []
-        for s in stale {
-            records.append(Record(.terminate, node: s.run.node, pid: s.pid, incarnation: s.run.incarnation,
-                                  detail: "left running by a previous vigil; stopping it before the tree starts (SIGTERM, SIGKILL after 5s)"))
-        }
-        apply(records.map { .record($0) })
-        Leftovers.stop(stale, grace: .seconds(5))
-        apply(stale.map { .record(Record(.exited, node: $0.run.node, pid: $0.pid, incarnation: $0.run.incarnation,
-                                          detail: "stopped: left running by a previous vigil")) })
-    }
 
     /// Journal steps between checkpoints: about 5 WAL pages each, so a checkpoint copies a
     /// few hundred pages, a few milliseconds, and only when the loop is idle.
@@ -384,20 +377,29 @@ public final class TreeHost {
             guard let id = nodeByPID[pid], let child = liveChild(id, pid: pid) else { return nil }
             return tree.isBeingStopped(id, incarnation: child.incarnation) ? .await : .kill
         })
-        for exit in gone {
-            guard let id = nodeByPID[exit.pgid] else { continue }
-            drainChannel(of: id, pid: exit.pgid)
-            nodeByPID.removeValue(forKey: exit.pgid)
-            drainOutput(of: id, pid: exit.pgid)
-            guard let child = removeLiveChild(id, pid: exit.pgid) else { continue }
-            closeChannel(of: child)
-            if let n = child.notify {
-                readNotifications(n.fd, of: child)  // what it said just before it died
-                loop.unregister(n.fd)
-                nodeByNotify.removeValue(forKey: n.fd)
-            }
-            apply(tree.handle(.exited(id, incarnation: child.incarnation, exit.status), at: Instant(nanoseconds: now)))
+        for exit in gone { groupGone(exit.pgid, exit.status) }
+    }
+
+    /// A child's whole process group is gone: what it still said is read, its descriptors
+    /// closed, and the core told.
+    func groupGone(_ pgid: Int32, _ status: ProcessExit) {
+        guard let id = nodeByPID[pgid] else { return }
+        drainChannel(of: id, pid: pgid)
+        nodeByPID.removeValue(forKey: pgid)
+        drainOutput(of: id, pid: pgid)
+        guard let child = removeLiveChild(id, pid: pgid) else { return }
+        closeChannel(of: child)
+        if let n = child.notify {
+            readNotifications(n.fd, of: child)  // what it said just before it died
+            loop.unregister(n.fd)
+            nodeByNotify.removeValue(forKey: n.fd)
         }
+        if child.pidfd >= 0 {
+            loop.unregister(child.pidfd)
+            nodeByPidfd.removeValue(forKey: child.pidfd)
+            close(child.pidfd)
+        }
+        apply(tree.handle(.exited(id, incarnation: child.incarnation, status), at: Instant(nanoseconds: now)))
     }
 
     /// Reads what a dead worker sent before it died (its last checkpoint above all: a
@@ -427,6 +429,7 @@ public final class TreeHost {
         if let c = connections.values.compactMap(\.deadline).min() { deadline = min(deadline, c) }
         if let p = pendingCommands.map(\.deadline).min() { deadline = min(deadline, p) }
         if let h = handoffs.earliestDeadline { deadline = min(deadline, h) }
+        if !drainingAdopted.isEmpty { deadline = min(deadline, now + Self.adoptedDrainPoll.nanoseconds) }
         let target = deadline == Int64.max ? 0 : max(deadline, 1)
         if target != armedDeadline {
             _ = vigil_timerfd_arm(timerFD, target)
@@ -451,6 +454,7 @@ public final class TreeHost {
             nextSample = t + configuration.topology.settings.sampleInterval.nanoseconds
         }
         expireConnections(at: t)
+        if !drainingAdopted.isEmpty { checkDrainingAdopted() }
     }
 
     /// How much start time a slow start asks systemd for each time (3x the interval).
