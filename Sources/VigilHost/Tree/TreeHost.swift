@@ -56,6 +56,8 @@ public final class TreeHost {
     var nodeByNotify: [Int32: NodeID] = [:]
     /// Children's stdout and stderr, line by line, in files (`vigil logs`).
     let childLogs: ChildLogs
+    /// vigil's own log: text lines on stderr, or entries to journald when stderr is the journal.
+    let log: VigilLog
 
     let signalFD: Int32
     let timerFD: Int32
@@ -96,6 +98,7 @@ public final class TreeHost {
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
+        log = VigilLog(environment: configuration.environment)
         tree = SupervisionTree(topology: configuration.topology)
         startedAt = vigil_monotonic_ns()
         do {
@@ -164,7 +167,7 @@ public final class TreeHost {
     public func run() -> Outcome {
         let wall = vigil_realtime_ns()
         try? journal.recordStart(pid: getpid(), topology: configuration.topology.file, at: wall)
-        LogLine.write("\(LogLine.clock(wall)) vigil \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)")
+        log.note("tree \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)", .info, at: wall)
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if notifier.isEnabled { nextStartExtension = now + configuration.startExtensionEvery.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
@@ -207,7 +210,7 @@ public final class TreeHost {
         _ = try? notifier.stopping()
         let orphans = Leftovers.killAdoptedOrphans(except: Set(nodeByPID.keys))
         if !orphans.isEmpty {
-            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: killed \(orphans.count) process(es) that had left their worker's process group: \(orphans.map(String.init).joined(separator: ", "))")
+            log.note("killed \(orphans.count) process(es) that had left their worker's process group: \(orphans.map(String.init).joined(separator: ", "))", .warning)
         }
         checkpointJournal()
         control?.close()
@@ -248,7 +251,7 @@ public final class TreeHost {
         do {
             try journal.checkpoint()
         } catch {
-            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: journal checkpoint failed: \(error)")
+            log.note("journal checkpoint failed: \(error)", .error)
         }
     }
 
@@ -269,9 +272,9 @@ public final class TreeHost {
                 persistedSafeMode = safeMode
                 journalStepsSinceCheckpoint += 1
             } catch {
-                LogLine.write("\(LogLine.clock(wall)) vigil: journal write failed: \(error); continuing")
+                log.note("journal write failed: \(error); continuing", .error, at: wall)
             }
-            for r in records { LogLine.write(LogLine.format(r, wallNanoseconds: wall)) }
+            for r in records { log.record(r, at: wall) }
         }
         var followUps: [Event] = []
         for effect in effects {
@@ -315,7 +318,7 @@ public final class TreeHost {
                 process.notify = notify
                 nodeByNotify[notify.fd] = id
                 do { try loop.register(notify.fd, as: .childNotify(notify.fd)) } catch {
-                    LogLine.write("vigil: cannot watch the notify socket of \(tree.name(of: id)): \(error)")
+                    log.note("cannot watch the notify socket of \(tree.name(of: id)): \(error)", .error)
                 }
             }
             process.output = child.output
@@ -323,7 +326,7 @@ public final class TreeHost {
             do {
                 try loop.register(child.output, as: .output(child.output))
             } catch {
-                LogLine.write("vigil: cannot watch the output of \(tree.name(of: id)): \(error)")
+                log.note("cannot watch the output of \(tree.name(of: id)): \(error)", .error)
             }
             // A handoff's incoming process starts beside the running one.
             let beside = tree.handoffPhase(of: id) == .starting(incoming: incarnation)
@@ -333,7 +336,7 @@ public final class TreeHost {
             do {
                 try loop.register(child.channel, as: .channel(child.channel))
             } catch {
-                LogLine.write("vigil: cannot watch the channel of \(tree.name(of: id)): \(error)")
+                log.note("cannot watch the channel of \(tree.name(of: id)): \(error)", .error)
             }
             let given = greet(process)
             if beside { handoffs.greeted(id, with: given.map { ($0.state, $0.incarnation) }) }
@@ -358,12 +361,12 @@ public final class TreeHost {
                     _ = try? notifier.stopping()
                     apply(tree.handle(.shutdown, at: Instant(nanoseconds: now)))
                 } else {
-                    LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: second \(signo == SIGINT ? "SIGINT" : "SIGTERM"): SIGKILL to every child")
+                    log.note("second \(signo == SIGINT ? "SIGINT" : "SIGTERM"): SIGKILL to every child", .warning)
                     apply(tree.handle(.forceShutdown, at: Instant(nanoseconds: now)))
                 }
             case SIGHUP:
                 let (_, answer) = reload(requestedBy: "SIGHUP")
-                LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: SIGHUP: \(answer.trimmingCharacters(in: "\n"))")
+                log.note("SIGHUP: \(answer.trimmingCharacters(in: "\n"))")
             default:
                 break
             }
