@@ -259,6 +259,9 @@ public struct TreeSettings: Hashable, Sendable {
 
     /// How long vigil waits for the guardian's verdict before the fail-safe (safe mode).
     public var guardianTimeout: Duration
+    /// Where vigil serves Prometheus metrics over HTTP (nil: nowhere; `vigil metrics`
+    /// prints them either way). Bound when vigil starts; a reload does not move it.
+    public var metrics: MetricsEndpoint?
 
     public init(heartbeatInterval: Duration = .seconds(1), sampleInterval: Duration = .seconds(5),
                 guardianTimeout: Duration = .seconds(2)) {
