@@ -18,6 +18,8 @@ public final class EventLoop {
         case notify
         case childNotify(Int32)
         case output(Int32)
+        case metricsListener
+        case metricsConnection(Int32)
     }
 
     public struct Readiness: Sendable {

@@ -95,6 +95,12 @@ public final class TreeHost {
     var lastReloadPlan: SupervisionTree.ReloadPlan?
     /// The safe mode last written to the journal (`SafeModeState.persisted`).
     var persistedSafeMode: SafeModeState?
+    /// Prometheus scrapes (`metrics:` in the topology), and the scrapes under way.
+    var metricsServer: MetricsServer?
+    var metricsConnections: [Int32: MetricsConnection] = [:]
+    /// Samples sent to, and reports received from, workers with role predictor (metrics).
+    var predictorSamplesSent = 0
+    var predictorAdvisories = 0
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
@@ -161,13 +167,18 @@ public final class TreeHost {
         } catch {
             throw HostError("\(error)")
         }
+        if let endpoint = configuration.topology.settings.metrics {
+            let server = try MetricsServer(endpoint)
+            do { try loop.register(server.listenFD, as: .metricsListener) } catch { throw HostError("event loop: \(error)") }
+            metricsServer = server
+        }
     }
 
     /// Runs the tree until it is stopped (SIGINT/SIGTERM) or its root fails.
     public func run() -> Outcome {
         let wall = vigil_realtime_ns()
         try? journal.recordStart(pid: getpid(), topology: configuration.topology.file, at: wall)
-        log.note("tree \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)", .info, at: wall)
+        log.note("tree \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)\(metricsServer.map { ", metrics http://\($0.endpoint)/metrics" } ?? "")", .info, at: wall)
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if notifier.isEnabled { nextStartExtension = now + configuration.startExtensionEvery.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
@@ -199,6 +210,8 @@ public final class TreeHost {
                 case .output(let fd): readOutput(fd)
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
+                case .metricsListener: acceptScrapes()
+                case .metricsConnection(let fd): serviceScrape(fd, ready)
                 }
             }
             answerFinishedCommands()
@@ -214,6 +227,7 @@ public final class TreeHost {
         }
         checkpointJournal()
         control?.close()
+        closeMetrics()
         switch outcome! {
         case .stopped:
             return .stopped
@@ -430,6 +444,7 @@ public final class TreeHost {
         if let c = connections.values.compactMap(\.deadline).min() { deadline = min(deadline, c) }
         if let p = pendingCommands.map(\.deadline).min() { deadline = min(deadline, p) }
         if let h = handoffs.earliestDeadline { deadline = min(deadline, h) }
+        if let m = metricsConnections.values.compactMap(\.deadline).min() { deadline = min(deadline, m) }
         let target = deadline == Int64.max ? 0 : max(deadline, 1)
         if target != armedDeadline {
             _ = vigil_timerfd_arm(timerFD, target)
@@ -454,6 +469,7 @@ public final class TreeHost {
             nextSample = t + configuration.topology.settings.sampleInterval.nanoseconds
         }
         expireConnections(at: t)
+        expireScrapes(at: t)
     }
 
     /// How much start time a slow start asks systemd for each time (3x the interval).
