@@ -23,3 +23,17 @@ command -v swift >/dev/null || {
   echo "setup: swift is not on PATH; Vigil needs Swift 6 (this machine's toolchain is at /opt/swift/usr/bin)" >&2
   exit 1
 }
+
+# The metrics tests parse vigil's Prometheus text with the prometheus-client package's own
+# parser (Scripts/parse-metrics.py). pip first (PyPI); a Debian python3 that refuses pip
+# (PEP 668) or has none gets the Debian package instead.
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "setup: installing the prometheus-client Python package" >&2
+  pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore prometheus-client)
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages 2>/dev/null || {
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-prometheus-client >/dev/null
+  }
+  python3 -c 'import prometheus_client' || { echo "setup: could not install prometheus-client for python3" >&2; exit 1; }
+fi

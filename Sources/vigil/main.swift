@@ -26,6 +26,7 @@ Run a tree:
 
 Steer a running tree (over its control socket):
   status [--json]         every node: state, pid, uptime, restarts, last exit, reason
+  metrics                 the tree as Prometheus metrics (what metrics: serves over HTTP)
   stop NAME               terminate a child (or pool, or supervisor) and keep it down
   start NAME              start a stopped child
   restart NAME            terminate and start again (not counted as a failure)
@@ -217,6 +218,11 @@ case "status":
     rejectUnknownOptions(arguments, command, allowed: ["--json"])
     guard arguments.allSatisfy({ $0 == "--json" }) else { fail("usage: vigil status [--json]", code: ExitCode.usage) }
     control(["status"] + arguments.filter { $0 == "--json" })
+
+case "metrics":
+    rejectUnknownOptions(arguments, command, allowed: [])
+    guard arguments.isEmpty else { fail("usage: vigil metrics", code: ExitCode.usage) }
+    control(["metrics"])
 
 case "stop", "start", "restart":
     rejectUnknownOptions(arguments, command, allowed: command == "restart" ? ["--no-block", "--handoff"] : ["--no-block"])

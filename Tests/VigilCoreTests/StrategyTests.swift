@@ -222,6 +222,19 @@ struct RestartStrategyTests {
         #expect(h.records(.escalate).count == 1)
     }
 
+    @Test func intensityUsageCountsOnlyTheCurrentWindow() {
+        let noBackoff = BackoffPolicy(initial: .zero, jitter: 0)
+        var h = Harness(root: supervisor("root", max: 3, period: .seconds(10), [worker("a", backoff: noBackoff)]))
+        h.start()
+        #expect(h.tree.intensityUsage(of: h.tree.root, at: h.now) == IntensityUsage(used: 0, allowed: 3, period: .seconds(10)))
+        h.exit("a"); h.advance(.seconds(4))
+        h.exit("a"); h.advance(.seconds(4))
+        #expect(h.tree.intensityUsage(of: h.tree.root, at: h.now)?.used == 2)
+        h.advance(.seconds(3))  // the first restart is now 11 s old
+        #expect(h.tree.intensityUsage(of: h.tree.root, at: h.now)?.used == 1)
+        #expect(h.tree.intensityUsage(of: h.id("a"), at: h.now) == nil, "a worker has no intensity")
+    }
+
     @Test func failureDuringACascadeIsHandledAfterIt() {
         var h = Harness(root: supervisor("root", .restForOne, [worker("a"), worker("b"), worker("c")]))
         h.start()

@@ -212,6 +212,38 @@ struct TopologyLoaderTests {
         ])
     }
 
+    @Test func metricsTakesALoopbackAddressAndPort() throws {
+        let ok = TopologyLoader(programSearchPath: [], pathVariable: "/usr/bin").load(text: """
+        name: t
+        metrics: 127.0.0.1:9464
+        children:
+          - worker: a
+            argv: [/bin/true]
+        """, file: "/etc/vigil/t.yaml")
+        #expect((try? ok.get())?.settings.metrics?.description == "127.0.0.1:9464")
+        #expect(LoaderFixture.load("""
+        name: t
+        metrics: 0.0.0.0:9464
+        children:
+          - worker: a
+            argv: [/bin/true]
+        """) == ["/etc/vigil/t.yaml:2:10: metrics: vigil serves metrics on loopback only (127.0.0.0/8 or localhost), got '0.0.0.0:9464'; to scrape from another host, put a proxy in front of 127.0.0.1:9464"])
+        #expect(LoaderFixture.load("""
+        name: t
+        metrics: localhost:99999
+        children:
+          - worker: a
+            argv: [/bin/true]
+        """) == ["/etc/vigil/t.yaml:2:10: metrics: the port must be a number from 1 to 65535, got '99999' in 'localhost:99999'"])
+        #expect(LoaderFixture.load("""
+        name: t
+        metrics: 9464
+        children:
+          - worker: a
+            argv: [/bin/true]
+        """) == ["/etc/vigil/t.yaml:2:10: metrics: expected a loopback address and port like 127.0.0.1:9464, got '9464' (no port)"])
+    }
+
     @Test func badDurations() {
         #expect(LoaderFixture.errors("bad-duration.yaml") == [
             "F/bad-duration.yaml:2:9: period: expected a duration like 500ms, 5s or 2m, got 'fast'",
@@ -454,7 +486,7 @@ struct TopologyLoaderTests {
             "/etc/vigil/t.yaml:4:5: this child has neither worker: nor supervisor:; start the entry with `- worker: NAME` or `- supervisor: NAME`",
             "/etc/vigil/t.yaml:6:5: a child is either a worker or a supervisor, not both: this entry already has worker: at line 5; split it into two entries",
             "/etc/vigil/t.yaml:7:13: worker: expected the worker's name, like `- worker: db-watchdog`, got a list",
-            "/etc/vigil/t.yaml:9:1: unknown key 'children2' in the top level (did you mean 'children'? expected one of: adopt_window, children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
+            "/etc/vigil/t.yaml:9:1: unknown key 'children2' in the top level (did you mean 'children'? expected one of: adopt_window, children, defaults, guardian_timeout, heartbeat_interval, max_restarts, metrics, name, period, sample_interval, strategy)",
         ])
     }
 
@@ -503,7 +535,7 @@ struct TopologyLoaderTests {
                     command: true
                     <<: {restart: permanent}
             """) == [
-            "/etc/vigil/t.yaml:2:1: unknown key 'backoff' in the top level: the root supervisor is never restarted, so it has no backoff (expected one of: adopt_window, children, defaults, guardian_timeout, heartbeat_interval, max_restarts, name, period, sample_interval, strategy)",
+            "/etc/vigil/t.yaml:2:1: unknown key 'backoff' in the top level: the root supervisor is never restarted, so it has no backoff (expected one of: adopt_window, children, defaults, guardian_timeout, heartbeat_interval, max_restarts, metrics, name, period, sample_interval, strategy)",
             "/etc/vigil/t.yaml:4:3: unknown key 'argv' in defaults: argv cannot have a default: set it on each worker (expected one of: backoff, env, ready_timeout, restart, shutdown, watchdog, working_directory)",
             "/etc/vigil/t.yaml:7:5: unknown key 'depends_on' in supervisor 'data': only workers have depends_on: put it on the workers under this supervisor (expected one of: backoff, children, max_restarts, period, strategy, supervisor)",
             "/etc/vigil/t.yaml:9:17: worker 'a' has no argv: write the program to run and its arguments, e.g. argv: [a, --flag]",

@@ -93,6 +93,7 @@ public struct SupervisionTree {
     public func pid(of id: NodeID) -> Int32? { nodes[id.index].pid }
     public func incarnation(of id: NodeID) -> UInt64 { nodes[id.index].incarnation }
     public func restarts(of id: NodeID) -> Int { nodes[id.index].restarts }
+    public func parent(of id: NodeID) -> NodeID? { nodes[id.index].parent }
     /// True while vigil is terminating this child on purpose (its group may then finish
     /// shutting down within `shutdown` after the leader exits).
     public func isBeingStopped(_ id: NodeID) -> Bool {

@@ -262,6 +262,9 @@ public struct TreeSettings: Hashable, Sendable {
     /// How long a worker outlives a vigil that died, waiting for the next one to adopt it
     /// (sent to workers as VIGIL_ADOPT_MS). Zero: workers die with vigil.
     public var adoptWindow: Duration
+    /// Where vigil serves Prometheus metrics over HTTP (nil: nowhere; `vigil metrics`
+    /// prints them either way). Bound when vigil starts; a reload does not move it.
+    public var metrics: MetricsEndpoint?
 
     public init(heartbeatInterval: Duration = .seconds(1), sampleInterval: Duration = .seconds(5),
                 guardianTimeout: Duration = .seconds(2), adoptWindow: Duration = .seconds(10)) {

@@ -21,6 +21,8 @@ public final class EventLoop {
         /// A pidfd of an adopted process (not vigil's child: no SIGCHLD), readable once it
         /// has exited.
         case pidfd(Int32)
+        case metricsListener
+        case metricsConnection(Int32)
     }
 
     public struct Readiness: Sendable {

@@ -15,7 +15,7 @@ struct Located<Value> {
 /// The keys each kind of mapping accepts.
 enum TopologyKeys {
     static let top = ["name", "strategy", "max_restarts", "period", "heartbeat_interval", "guardian_timeout",
-                      "sample_interval", "adopt_window", "defaults", "children"]
+                      "sample_interval", "adopt_window", "metrics", "defaults", "children"]
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
                          "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog",
@@ -89,6 +89,13 @@ struct TopologyDecoder {
         if let n = fields["adopt_window"],
            let d = duration(n.value, FieldRef(spec: spec, field: "adopt_window")) {
             settings.adoptWindow = d
+        }
+        if let n = fields["metrics"],
+           let text = string(n.value, FieldRef(spec: spec, field: "metrics"), expected: "a loopback address and port like 127.0.0.1:9464") {
+            switch MetricsEndpoint.parse(text) {
+            case .success(let endpoint): settings.metrics = endpoint
+            case .failure(let e): fail(FieldRef(spec: spec, field: "metrics"), at: n.value.location, e.message)
+            }
         }
         let defaults = fields["defaults"].map { decodeDefaults($0.value) } ?? WorkerDefaults()
         root.children = decodeChildren(fields["children"], of: spec, defaults: defaults)

@@ -8,17 +8,23 @@ import VigilCore
 ///     19:40:01.123 spawned       db-watchdog          pid=4242 inc=1  incarnation 1
 ///
 /// Written with one write(2) to stderr, never buffered, so lines from vigil and from its
-/// children (which share stderr) do not interleave mid-line.
+/// children (which share stderr) do not interleave mid-line. `VigilLog` decides whether an
+/// entry is such a line or a journald entry.
 enum LogLine {
     static func format(_ r: Record, wallNanoseconds: Int64) -> String {
-        var line = clock(wallNanoseconds)
-        line += " " + pad(r.kind.rawValue, 13)
+        clock(wallNanoseconds) + " " + body(r)
+    }
+
+    /// The line without its clock (journald's MESSAGE: the journal stamps its own time).
+    static func body(_ r: Record) -> String {
+        var line = pad(r.kind.rawValue, 13)
         line += " " + pad(r.node, 20)
         var fields = ""
         if let pid = r.pid { fields += "pid=\(pid) " }
         if let inc = r.incarnation { fields += "inc=\(inc) " }
         line += " " + pad(fields, 16)
         line += " " + r.detail
+        while line.last == " " { line.removeLast() }
         return line
     }
 

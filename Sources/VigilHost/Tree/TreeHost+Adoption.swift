@@ -72,7 +72,7 @@ extension TreeHost {
             let found = AdoptionSocket.collect(at: configuration.paths.adoptSocket, expected: expected, required: required,
                                                until: now + Self.reconnectionWait.nanoseconds)
             for why in found.refused {
-                LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: adoption socket: refused \(why)")
+                log.note("adoption socket: refused \(why)", .warning)
             }
             channels = found.channels
             for (id, c) in candidates where required.contains(c.run.pid) && channels[c.run.pid] == nil {
@@ -122,14 +122,14 @@ extension TreeHost {
         var child = LiveChild(node: id, incarnation: s.run.incarnation, pid: s.pid, channel: channel ?? -1)
         child.pidfd = pidfd
         do { try loop.register(pidfd, as: .pidfd(pidfd)) } catch {
-            LogLine.write("vigil: cannot watch the adopted \(name) (pid \(s.pid)) for its exit: \(error)")
+            log.note("cannot watch the adopted \(name) (pid \(s.pid)) for its exit: \(error)", .error)
         }
         nodeByPidfd[pidfd] = id
         if let fd = channel {
             _ = vigil_set_nonblocking(fd, 1)
             nodeByChannel[fd] = id
             do { try loop.register(fd, as: .channel(fd)) } catch {
-                LogLine.write("vigil: cannot watch the channel of \(name): \(error)")
+                log.note("cannot watch the channel of \(name): \(error)", .error)
             }
         }
         // Its stdout and stderr are one pipe (fd 1 and 2): a new read end through /proc.
@@ -138,18 +138,18 @@ extension TreeHost {
             child.output = output
             nodeByOutput[output] = id
             do { try loop.register(output, as: .output(output)) } catch {
-                LogLine.write("vigil: cannot watch the output of \(name): \(error)")
+                log.note("cannot watch the output of \(name): \(error)", .error)
             }
         } else {
             if output >= 0 { close(output) }
-            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: the output of the adopted \(name) (pid \(s.pid)) cannot be reopened (\(output < 0 ? String(cString: strerror(-output)) : "not a pipe")): its lines are not captured until it restarts")
+            log.note("the output of the adopted \(name) (pid \(s.pid)) cannot be reopened (\(output < 0 ? String(cString: strerror(-output)) : "not a pipe")): its lines are not captured until it restarts", .warning)
         }
         // Its NOTIFY_SOCKET names a path in the runtime directory: bind it again there.
         if let notify = ownNotifySocket(for: name, incarnation: s.run.incarnation) {
             child.notify = notify
             nodeByNotify[notify.fd] = id
             do { try loop.register(notify.fd, as: .childNotify(notify.fd)) } catch {
-                LogLine.write("vigil: cannot watch the notify socket of \(name): \(error)")
+                log.note("cannot watch the notify socket of \(name): \(error)", .error)
             }
         }
         nodeByPID[s.pid] = id

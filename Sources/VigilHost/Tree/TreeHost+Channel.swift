@@ -72,6 +72,7 @@ extension TreeHost {
             case .report(let key, let text) where key == Notice.liquidationDone:
                 apply(tree.liquidationFinished(reportedBy: id, detail: String(text.prefix(500)), at: Instant(nanoseconds: t)))
             case .report(let key, let text):
+                if tree.workerSpec(of: id)?.role == .predictor { predictorAdvisories += 1 }
                 let kind: RecordKind = key == Notice.liquidate || key == "liquidation" ? .liquidation : .report
                 apply([.record(Record(kind, node: tree.name(of: id), pid: child.pid, incarnation: child.incarnation,
                                       detail: "\(key): \(String(text.prefix(500)))"))])

@@ -227,10 +227,12 @@ extension TreeHost {
             } catch {
                 return (false, "cannot read the journal: \(error)")
             }
+        case "metrics":
+            return (true, MetricsReport(host: self).text())
         case "ping":
             return (true, "pong \(getpid())\n")
         default:
-            return (false, "unknown command '\(request.command)'; try: status, stop, start, restart, kill, safe-mode, liquidate, events")
+            return (false, "unknown command '\(request.command)'; try: status, metrics, stop, start, restart, kill, safe-mode, liquidate, events")
         }
     }
 }

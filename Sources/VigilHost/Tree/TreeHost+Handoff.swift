@@ -225,7 +225,7 @@ extension TreeHost {
                 }
             }
         } catch {
-            LogLine.write("\(LogLine.clock(wall)) vigil: checkpoint of \(name) after its handoff could not be stored: \(error)")
+            log.note("checkpoint of \(name) after its handoff could not be stored: \(error)", .error)
         }
         if o.outgoingMovedOn {
             apply([.record(Record(.handoff, node: name, pid: incoming.pid, incarnation: incoming.incarnation,

@@ -82,7 +82,7 @@ extension TreeHost {
         let name = tree.name(of: id)
         let t = now
         guard let bytes = d.bytes, let m = try? NotifyMessage(parsing: bytes) else {
-            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: ignored a malformed or oversized (\(d.length) bytes) notification from \(name) pid \(d.pid)")
+            log.note("ignored a malformed or oversized (\(d.length) bytes) notification from \(name) pid \(d.pid)", .warning)
             return
         }
         if m.isSet("BARRIER") { return }  // closing its fd (the defer) is the answer

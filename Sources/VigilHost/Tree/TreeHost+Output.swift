@@ -3,7 +3,7 @@ import Glibc
 import VigilCore
 
 /// Children's stdout and stderr: read from each child's pipe, split into lines, kept in
-/// its log file (ChildLogs) and echoed to vigil's stderr with the child's name.
+/// its log file (ChildLogs) and echoed to vigil's log with the child's name.
 extension TreeHost {
     /// The process of `id` whose output this descriptor is.
     func liveChild(_ id: NodeID, output fd: Int32) -> LiveChild? {
@@ -59,11 +59,11 @@ extension TreeHost {
         child.output = -1
     }
 
-    /// One line: to the child's log file, and to vigil's stderr, where a line that does
-    /// not already start with the child's name (as the worker SDK's do) gets it in front.
+    /// One line: to the child's log file, and to vigil's log (`VigilLog.childLine`: on
+    /// stderr with the child's name in front, or a journald entry under the child's name).
     private func emitOutput(_ line: ArraySlice<UInt8>, of name: String, pid: Int32, at wall: Int64) {
         childLogs.append(name, pid: pid, line: line, at: wall)
         let text = String(decoding: line, as: UTF8.self)
-        LogLine.write(text.hasPrefix(name + "[") ? text : "\(name)[\(pid)]: \(text)")
+        log.childLine(text, child: name, pid: pid)
     }
 }

@@ -51,7 +51,7 @@ extension TreeHost {
         let renumberChild: (LiveChild, NodeID) -> LiveChild = { c, n in var c = c; c.node = n; return c }
         for (id, gone) in live where mapping[id] == nil {
             // Stopped for the reload and already reaped: nothing should be left here.
-            LogLine.write("vigil: reload: \(gone.pid) had no place in the new tree")
+            log.note("reload: \(gone.pid) had no place in the new tree")
         }
         live = move(live, renumberChild)
         overlapping = move(overlapping, renumberChild)

@@ -24,6 +24,7 @@ extension TreeHost {
                                       cpuMicros: cpuDelta * 1_000_000 / ticksPerSecond, intervalMicros: interval,
                                       restarts: UInt32(clamping: tree.restarts(of: id)))
             for p in predictors { send(.sample(sample), to: p) }
+            predictorSamplesSent += predictors.count
         }
     }
 }

@@ -56,6 +56,8 @@ public final class TreeHost {
     var nodeByNotify: [Int32: NodeID] = [:]
     /// Children's stdout and stderr, line by line, in files (`vigil logs`).
     let childLogs: ChildLogs
+    /// vigil's own log: text lines on stderr, or entries to journald when stderr is the journal.
+    let log: VigilLog
 
     let signalFD: Int32
     let timerFD: Int32
@@ -98,9 +100,16 @@ public final class TreeHost {
     /// Adopted groups whose leader has exited while members remain, with the leader's exit
     /// (see `adoptedProcessExited`).
     var drainingAdopted: Set<Int32> = []
+    /// Prometheus scrapes (`metrics:` in the topology), and the scrapes under way.
+    var metricsServer: MetricsServer?
+    var metricsConnections: [Int32: MetricsConnection] = [:]
+    /// Samples sent to, and reports received from, workers with role predictor (metrics).
+    var predictorSamplesSent = 0
+    var predictorAdvisories = 0
 
     public init(_ configuration: Configuration) throws(HostError) {
         self.configuration = configuration
+        log = VigilLog(environment: configuration.environment)
         tree = SupervisionTree(topology: configuration.topology)
         startedAt = vigil_monotonic_ns()
         do {
@@ -165,13 +174,18 @@ public final class TreeHost {
         } catch {
             throw HostError("\(error)")
         }
+        if let endpoint = configuration.topology.settings.metrics {
+            let server = try MetricsServer(endpoint)
+            do { try loop.register(server.listenFD, as: .metricsListener) } catch { throw HostError("event loop: \(error)") }
+            metricsServer = server
+        }
     }
 
     /// Runs the tree until it is stopped (SIGINT/SIGTERM) or its root fails.
     public func run() -> Outcome {
         let wall = vigil_realtime_ns()
         try? journal.recordStart(pid: getpid(), topology: configuration.topology.file, at: wall)
-        LogLine.write("\(LogLine.clock(wall)) vigil \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)")
+        log.note("tree \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)\(metricsServer.map { ", metrics http://\($0.endpoint)/metrics" } ?? "")", .info, at: wall)
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if notifier.isEnabled { nextStartExtension = now + configuration.startExtensionEvery.nanoseconds }
         if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
@@ -205,6 +219,8 @@ public final class TreeHost {
                 case .pidfd(let fd): adoptedProcessExited(fd)
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
+                case .metricsListener: acceptScrapes()
+                case .metricsConnection(let fd): serviceScrape(fd, ready)
                 }
             }
             answerFinishedCommands()
@@ -216,10 +232,11 @@ public final class TreeHost {
         _ = try? notifier.stopping()
         let orphans = Leftovers.killAdoptedOrphans(except: Set(nodeByPID.keys))
         if !orphans.isEmpty {
-            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: killed \(orphans.count) process(es) that had left their worker's process group: \(orphans.map(String.init).joined(separator: ", "))")
+            log.note("killed \(orphans.count) process(es) that had left their worker's process group: \(orphans.map(String.init).joined(separator: ", "))", .warning)
         }
         checkpointJournal()
         control?.close()
+        closeMetrics()
         switch outcome! {
         case .stopped:
             return .stopped
@@ -241,7 +258,7 @@ public final class TreeHost {
         do {
             try journal.checkpoint()
         } catch {
-            LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: journal checkpoint failed: \(error)")
+            log.note("journal checkpoint failed: \(error)", .error)
         }
     }
 
@@ -262,9 +279,9 @@ public final class TreeHost {
                 persistedSafeMode = safeMode
                 journalStepsSinceCheckpoint += 1
             } catch {
-                LogLine.write("\(LogLine.clock(wall)) vigil: journal write failed: \(error); continuing")
+                log.note("journal write failed: \(error); continuing", .error, at: wall)
             }
-            for r in records { LogLine.write(LogLine.format(r, wallNanoseconds: wall)) }
+            for r in records { log.record(r, at: wall) }
         }
         var followUps: [Event] = []
         for effect in effects {
@@ -308,7 +325,7 @@ public final class TreeHost {
                 process.notify = notify
                 nodeByNotify[notify.fd] = id
                 do { try loop.register(notify.fd, as: .childNotify(notify.fd)) } catch {
-                    LogLine.write("vigil: cannot watch the notify socket of \(tree.name(of: id)): \(error)")
+                    log.note("cannot watch the notify socket of \(tree.name(of: id)): \(error)", .error)
                 }
             }
             process.output = child.output
@@ -316,7 +333,7 @@ public final class TreeHost {
             do {
                 try loop.register(child.output, as: .output(child.output))
             } catch {
-                LogLine.write("vigil: cannot watch the output of \(tree.name(of: id)): \(error)")
+                log.note("cannot watch the output of \(tree.name(of: id)): \(error)", .error)
             }
             // A handoff's incoming process starts beside the running one.
             let beside = tree.handoffPhase(of: id) == .starting(incoming: incarnation)
@@ -326,7 +343,7 @@ public final class TreeHost {
             do {
                 try loop.register(child.channel, as: .channel(child.channel))
             } catch {
-                LogLine.write("vigil: cannot watch the channel of \(tree.name(of: id)): \(error)")
+                log.note("cannot watch the channel of \(tree.name(of: id)): \(error)", .error)
             }
             let given = greet(process)
             if beside { handoffs.greeted(id, with: given.map { ($0.state, $0.incarnation) }) }
@@ -351,12 +368,12 @@ public final class TreeHost {
                     _ = try? notifier.stopping()
                     apply(tree.handle(.shutdown, at: Instant(nanoseconds: now)))
                 } else {
-                    LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: second \(signo == SIGINT ? "SIGINT" : "SIGTERM"): SIGKILL to every child")
+                    log.note("second \(signo == SIGINT ? "SIGINT" : "SIGTERM"): SIGKILL to every child", .warning)
                     apply(tree.handle(.forceShutdown, at: Instant(nanoseconds: now)))
                 }
             case SIGHUP:
                 let (_, answer) = reload(requestedBy: "SIGHUP")
-                LogLine.write("\(LogLine.clock(vigil_realtime_ns())) vigil: SIGHUP: \(answer.trimmingCharacters(in: "\n"))")
+                log.note("SIGHUP: \(answer.trimmingCharacters(in: "\n"))")
             default:
                 break
             }
@@ -430,6 +447,7 @@ public final class TreeHost {
         if let p = pendingCommands.map(\.deadline).min() { deadline = min(deadline, p) }
         if let h = handoffs.earliestDeadline { deadline = min(deadline, h) }
         if !drainingAdopted.isEmpty { deadline = min(deadline, now + Self.adoptedDrainPoll.nanoseconds) }
+        if let m = metricsConnections.values.compactMap(\.deadline).min() { deadline = min(deadline, m) }
         let target = deadline == Int64.max ? 0 : max(deadline, 1)
         if target != armedDeadline {
             _ = vigil_timerfd_arm(timerFD, target)
@@ -455,6 +473,7 @@ public final class TreeHost {
         }
         expireConnections(at: t)
         if !drainingAdopted.isEmpty { checkDrainingAdopted() }
+        expireScrapes(at: t)
     }
 
     /// How much start time a slow start asks systemd for each time (3x the interval).
