@@ -30,12 +30,12 @@ extension TradingStore {
             let probe = try TradingStore(path: path, create: false)
             defer { probe.close() }
             let rows = full ? try probe.integrityCheck() : try probe.quickCheck()
-            guard rows == ["ok"] else { return .damaged((full ? "integrity_check: " : "quick_check: ") + rows.prefix(3).joined(separator: "; ")) }
+            guard rows == ["ok"] else { return .damaged((full ? "integrity_check: " : "quick_check: ") + rows.prefix(3).joined(separator: "; ").split(whereSeparator: \.isNewline).joined(separator: " ")) }
             guard try probe.hasSchema() else { return .damaged("the trading tables are missing (truncated or emptied?)") }
             guard try !probe.instruments().isEmpty else { return .damaged("no instruments (truncated or emptied?)") }
             return .healthy
         } catch {
-            return .damaged("\(error)")
+            return .damaged(String("\(error)".map { $0.isNewline ? " " : $0 }))
         }
     }
 }

@@ -18,8 +18,12 @@ public final class LiveStore {
     private let prepare: (TradingStore) throws(DatabaseError) -> Void
     private var store: TradingStore?
     private var identity: (device: UInt64, inode: UInt64)?
-    /// How many times a store was opened; a change means a new file (or a reopen).
+    /// The file last opened, kept across `close()`, to tell a reopen of the same file from a new one.
+    private var lastFile: (device: UInt64, inode: UInt64)?
+    /// How many times a store was opened (a new file, or the same one after an error).
     public private(set) var opens = 0
+    /// How many of those opened a different file than the one before (a restore swapped it in).
+    public private(set) var replacements = 0
     /// What the last (re)open found: why it reopened and what the replay did.
     public private(set) var lastOpen = ""
 
@@ -44,7 +48,8 @@ public final class LiveStore {
             throw DatabaseError(code: SQLITE_CANTOPEN, message: "\(path) is missing (being restored?): not opened, not created")
         }
         if let store, let identity, identity == now { return store }
-        let why = store == nil ? (opens == 0 ? "opened" : "reopened after an error") : "the file was replaced (restored?): reopened"
+        let replaced = lastFile.map { $0 != now } ?? false
+        let why = opens == 0 ? "opened" : replaced ? "the file was replaced (restored?): reopened" : "reopened after an error"
         close()
         let s = try TradingStore(path: path, create: false)
         guard try s.hasSchema(), try !s.instruments().isEmpty else {
@@ -67,7 +72,9 @@ public final class LiveStore {
         s.journal = journal
         store = s
         identity = now
+        lastFile = now
         opens += 1
+        if replaced { replacements += 1 }
         lastOpen = why + replayed
         return s
     }

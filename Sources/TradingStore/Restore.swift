@@ -73,7 +73,8 @@ extension SnapshotFiles {
             removeDatabaseFiles(copy)
             throw SnapshotError("the restored copy does not verify (\(health))")
         }
-        if access(databasePath, F_OK) == 0 {
+        let keptDamaged = access(databasePath, F_OK) == 0
+        if keptDamaged {
             _ = rename(databasePath, databasePath + ".damaged")
             _ = rename(databasePath + "-wal", databasePath + ".damaged-wal")
         } else {
@@ -82,7 +83,7 @@ extension SnapshotFiles {
         _ = unlink(databasePath + "-shm")
         guard rename(copy, databasePath) == 0 else { throw SnapshotError("cannot rename \(copy) to \(databasePath): \(describeErrno())") }
         _ = syncFile(parentDirectory(of: databasePath))
-        step("restored copy verified (integrity_check ok) and swapped in" + (access(databasePath + ".damaged", F_OK) == 0 ? "; the damaged file is kept as \(databasePath).damaged" : ""))
+        step("restored copy verified (integrity_check ok) and swapped in" + (keptDamaged ? "; the damaged file is kept as \(databasePath).damaged" : ""))
         do {
             let store = try TradingStore(path: databasePath, create: false)
             defer { store.close() }

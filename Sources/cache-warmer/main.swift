@@ -51,7 +51,7 @@ let stores = LiveStore(path: path)
 /// first rebuild has not succeeded).
 var cache: CacheSnapshot?
 var generation = 0, failures = 0, lookups = 0
-var opensSeen = 0
+var replacementsSeen = 0
 var lastProblem = ""
 
 /// Builds a new snapshot and swaps it in. Returns nil on success, else what went wrong
@@ -59,12 +59,10 @@ var lastProblem = ""
 @MainActor func rebuild() -> String? {
     do {
         let store = try stores.current()
-        if stores.opens != opensSeen {
-            if opensSeen > 0 {
-                cache = nil
-                worker.report(key: "cache", text: "database file replaced (restored?): cache of generation \(generation) invalidated, rebuilding")
-            }
-            opensSeen = stores.opens
+        if stores.replacements != replacementsSeen {
+            replacementsSeen = stores.replacements
+            cache = nil
+            worker.report(key: "cache", text: "database file replaced (restored?): cache of generation \(generation) invalidated, rebuilding")
         }
         let next = try store.cacheSnapshot(generation: generation + 1)
         generation = next.generation

@@ -107,7 +107,7 @@ worker.onCheckpointRequest { guardian.withLock { $0.memory.encoded() } }
 
 /// Follows the database file: a restore swaps a new file in (see `LiveStore`).
 let stores = LiveStore(path: path)
-var opensSeen = 0
+var replacementsSeen = 0
 var portfolio = Portfolio()
 var lastRowID: Int64 = 0
 var fillsRead = 0
@@ -138,16 +138,14 @@ extension ExposureLimits.Breach {
 @MainActor func read() -> (ExposureReport, [ExposureLimits.Breach])? {
     do {
         let store = try stores.current()
-        if stores.opens != opensSeen {
+        if stores.replacements != replacementsSeen {
             // A new file (restored by db-watchdog): the fills are read again from the start,
             // so exposure is what the restored database says, not what the old one said.
-            if opensSeen > 0 {
-                worker.log("database \(stores.lastOpen): exposure recomputed from every fill of the new file")
-                portfolio = Portfolio()
-                lastRowID = 0
-                fillsRead = 0
-            }
-            opensSeen = stores.opens
+            replacementsSeen = stores.replacements
+            worker.log("database \(stores.lastOpen): exposure recomputed from every fill of the new file")
+            portfolio = Portfolio()
+            lastRowID = 0
+            fillsRead = 0
         }
         while true {
             let batch = try store.fills(after: lastRowID)

@@ -133,7 +133,7 @@ struct RestoreTests {
         let stray = try before.record(Order(clientOrderID: ClientOrderID("r.1.s.99"), instrument: btc, side: .buy, quantity: 1),
                                       filledAt: Price(units: 1))
         let after = try live.current()
-        #expect(after !== before && live.opens == 2, "reopened on the new file")
+        #expect(after !== before && live.opens == 2 && live.replacements == 1, "reopened on the new file")
         #expect(try after.fill(for: stray.clientOrderID) == stray, "and the journal replayed: the stray fill is there, same id")
         try FileManager.default.removeItem(atPath: db)
         #expect(throws: DatabaseError.self) { _ = try live.current() }
