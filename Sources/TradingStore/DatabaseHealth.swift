@@ -1,6 +1,7 @@
 // Is the trading database usable? One answer for db-watchdog's periodic checks, its start
 // and the verification of every snapshot it writes or restores.
 @preconcurrency import Glibc
+import CSQLite
 
 /// The state of a database file.
 public enum DatabaseHealth: Equatable, Sendable, CustomStringConvertible {
@@ -9,12 +10,16 @@ public enum DatabaseHealth: Equatable, Sendable, CustomStringConvertible {
     case missing
     /// Present but not usable: what is wrong.
     case damaged(String)
+    /// Not examined: another connection held a lock for longer than the busy timeout
+    /// (not evidence of damage; ask again later).
+    case busy(String)
 
     public var description: String {
         switch self {
         case .healthy: "healthy"
         case .missing: "missing"
         case .damaged(let why): "damaged: \(why)"
+        case .busy(let why): "not examined (busy): \(why)"
         }
     }
 }
@@ -35,7 +40,9 @@ extension TradingStore {
             guard try !probe.instruments().isEmpty else { return .damaged("no instruments (truncated or emptied?)") }
             return .healthy
         } catch {
-            return .damaged(String("\(error)".map { $0.isNewline ? " " : $0 }))
+            let text = String("\(error)".map { $0.isNewline ? " " : $0 })
+            if [SQLITE_BUSY, SQLITE_LOCKED].contains(error.code & 0xFF) { return .busy(text) }
+            return .damaged(text)
         }
     }
 }

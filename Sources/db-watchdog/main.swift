@@ -82,7 +82,23 @@ func isFirstStart() -> Bool {
     return snapshots.current().newestFirst.isEmpty && !journaled
 }
 
-let found = TradingStore.examine(path: path, full: true)
+/// The first examination, asked again while another connection holds a lock (busy is
+/// no evidence of damage, and a restore of a healthy file would be a needless one).
+func examineAtStart() -> DatabaseHealth {
+    var health = TradingStore.examine(path: path, full: true)
+    for _ in 0..<5 {
+        guard case .busy = health, !worker.isStopping else { break }
+        worker.log("\(health): asking again")
+        health = TradingStore.examine(path: path, full: true)
+    }
+    return health
+}
+
+let found = examineAtStart()
+if case .busy = found {
+    note("db-health", "cannot examine \(path): \(found); exiting (not restoring a file that may be healthy)")
+    exit(1)
+}
 var restored = false
 if found == .healthy {
     worker.log("\(path) is healthy (integrity_check ok)")
@@ -173,15 +189,19 @@ while !worker.isStopping {
     if now >= nextFull {
         fullChecks += 1
         let health = TradingStore.examine(path: path, full: true)
-        if health != .healthy { damaged("integrity_check", health) }
-        lastGoodCheck = vigil_monotonic_ns()
+        if case .busy = health { worker.log("integrity_check \(health); again at the next check") } else {
+            if health != .healthy { damaged("integrity_check", health) }
+            lastGoodCheck = vigil_monotonic_ns()
+        }
         nextFull = now + integrityInterval.wholeNanoseconds
         nextQuick = now + interval.wholeNanoseconds  // a full check covers the quick one
     } else if now >= nextQuick {
         quickChecks += 1
         let health = TradingStore.examine(path: path)
-        if health != .healthy { damaged("quick_check", health) }
-        lastGoodCheck = vigil_monotonic_ns()
+        if case .busy = health { worker.log("quick_check \(health); again at the next check") } else {
+            if health != .healthy { damaged("quick_check", health) }
+            lastGoodCheck = vigil_monotonic_ns()
+        }
         nextQuick = now + interval.wholeNanoseconds
     }
     if now >= nextCheckpoint {
@@ -200,8 +220,12 @@ while !worker.isStopping {
     if now >= nextBackup {
         // Only a file that just passed its check is worth keeping as a restore point.
         let health = TradingStore.examine(path: path)
-        if health != .healthy { damaged("quick_check before a snapshot", health) }
-        snapshot(why: "scheduled")
+        if case .busy = health {
+            worker.log("snapshot skipped: \(health)")
+        } else {
+            if health != .healthy { damaged("quick_check before a snapshot", health) }
+            snapshot(why: "scheduled")
+        }
         nextBackup = now + backupInterval.wholeNanoseconds
     }
     if now >= nextBeat {
