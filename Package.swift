@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "TradingTests", dependencies: ["Trading"]),
         .testTarget(name: "TradingStoreTests", dependencies: ["TradingStore", "Trading"]),
         .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"], exclude: ["Fixtures"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VigilHost", "VigilCore", "CShim"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VigilHost", "VigilCore", "CShim", "TradingStore", "Trading"]),
     ] + workerKinds.map {
         .executableTarget(name: $0, dependencies: ["VigilWorker", "Trading", "TradingStore", "CShim"])
     }

@@ -76,7 +76,7 @@ extension TradingStore {
     /// no price or `fill` is false (safe mode: cancel-only).
     public func settleOpenOrders(fill: Bool, prices: [Instrument: Price], reason: String)
         throws(DatabaseError) -> (filled: [Fill], rejected: [ClientOrderID]) {
-        try db.transaction { () throws(DatabaseError) -> (filled: [Fill], rejected: [ClientOrderID]) in
+        try journaledTransaction { () throws(DatabaseError) -> (filled: [Fill], rejected: [ClientOrderID]) in
             var filled: [Fill] = [], rejected: [ClientOrderID] = []
             let now = vigil_realtime_ns()
             for (rowID, order) in try openOrders() {
@@ -163,7 +163,7 @@ extension TradingStore {
     /// crash never flattens twice: the net is computed in the transaction that writes the
     /// flattening fill.
     public func liquidationStep(_ id: Int64, prices: [Instrument: Price]) throws(DatabaseError) -> Fill? {
-        try db.transaction { () throws(DatabaseError) -> Fill? in
+        try journaledTransaction { () throws(DatabaseError) -> Fill? in
             let open = try netPositionsByOwner().flatMap { owner, nets in
                 nets.filter { prices[$0.key] != nil }.map { (owner: owner, instrument: $0.key, net: $0.value) }
             }

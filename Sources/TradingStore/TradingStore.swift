@@ -8,6 +8,14 @@ import Trading
 /// gateway writes prices, orders and fills; the cache warmer and risk guardian read.
 public final class TradingStore {
     public let db: Database
+    /// Where every committed fill is also appended (the gateway sets it); nil: not journaled.
+    public var journal: FillJournal?
+    /// Fills inserted by the transaction in progress, journaled once it commits.
+    var pendingJournal: [JournalEntry] = []
+    /// Appends to `journal` that failed after their fill was committed (the fill stands:
+    /// the client is told, as the database says; only its second copy is missing).
+    public private(set) var journalFailures = 0
+    public private(set) var lastJournalError: JournalError?
 
     /// The default path: `--db`, else `$VIGIL_STATE_DIR/trading.db`, else `./trading.db`.
     public static func defaultPath(stateDirectory: String?) -> String {
@@ -146,9 +154,25 @@ public final class TradingStore {
                                  quantity: s.int64(3), price: s.int64(4))
     }
 
-    /// Records `order` and its fill at `price` atomically; returns the fill.
+    /// Records `order` and its fill at `price` atomically; returns the fill (journaled).
     public func record(_ order: Order, filledAt price: Price) throws(DatabaseError) -> Fill {
-        try db.transaction { () throws(DatabaseError) -> Fill in try insertFilled(order, at: price) }
+        try journaledTransaction { () throws(DatabaseError) -> Fill in try insertFilled(order, at: price) }
+    }
+
+    /// An IMMEDIATE transaction whose inserted fills are appended to `journal` (and fsync'd)
+    /// once it has committed, before the caller can tell anyone about them. Committed
+    /// first, journaled second: a journal line is never a fill the database refused.
+    func journaledTransaction<T>(_ body: () throws(DatabaseError) -> T) throws(DatabaseError) -> T {
+        pendingJournal.removeAll()
+        defer { pendingJournal.removeAll() }
+        let result = try db.transaction(body)
+        if let journal, !pendingJournal.isEmpty {
+            do { try journal.append(pendingJournal) } catch {
+                journalFailures += 1
+                lastJournalError = error
+            }
+        }
+        return result
     }
 
     /// Inserts `order` and its fill at `price`; call inside a transaction.
@@ -169,6 +193,7 @@ public final class TradingStore {
         guard let fill = try? Fill(fillID: fillID, order: order, price: price) else {
             throw DatabaseError(code: -1, message: "invalid fill")
         }
+        pendingJournal.append(JournalEntry(fill, filledNs: now))
         return fill
     }
 
@@ -192,5 +217,39 @@ public final class TradingStore {
     public static func fill(id: Int64, clientOrderID: String, symbol: String, side: String, quantity: Int64, price: Int64) -> Fill? {
         guard let c = try? ClientOrderID(clientOrderID), let i = try? Instrument(symbol), let s = Side(rawValue: side) else { return nil }
         return try? Fill(fillID: id, clientOrderID: c, instrument: i, side: s, quantity: quantity, price: Price(micros: price))
+    }
+}
+
+extension TradingStore {
+    /// The error code of "the database has nothing to cache yet" (no SQLite code).
+    public static let nothingToCacheCode: Int32 = -2
+
+    /// The cache warmer's snapshot, read in one read transaction so instruments, prices and
+    /// fills are of one moment of the database (the gateway may commit meanwhile; WAL
+    /// readers see the state as of their first read).
+    public func cacheSnapshot(generation: Int) throws(DatabaseError) -> CacheSnapshot {
+        try db.execute("BEGIN DEFERRED")
+        let instruments: [(Instrument, seed: Price)]
+        let prices: [Instrument: (price: Price, updatedNs: Int64)]
+        var fills: [Fill] = []
+        do {
+            instruments = try self.instruments()
+            prices = try lastPrices()
+            var after: Int64 = 0
+            while true {
+                let batch = try self.fills(after: after)
+                fills += batch.fills
+                let last = max(batch.fills.last?.fillID ?? 0, batch.invalid.max() ?? 0)
+                if last <= after { break }
+                after = last
+            }
+            try db.execute("COMMIT")
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw error
+        }
+        do { return try CacheSnapshot(generation: generation, instruments: instruments, lastPrices: prices, fills: fills) } catch {
+            throw DatabaseError(code: TradingStore.nothingToCacheCode, message: "\(error)")
+        }
     }
 }

@@ -1,88 +1,178 @@
-// cache-warmer: keeps an in-memory cache of instruments and their last prices warm.
+// cache-warmer: serves instruments, last prices and positions from an in-memory cache of
+// the trading database to the other workers, over a Unix socket.
 //
-// Loads every instrument and its last price from the trading database (written by the
-// exchange gateway), falling back to the instrument's seed price where no price exists
-// yet, and refreshes on an interval. READY only once warm: at least one instrument, and
-// every instrument with a last or seed price. Until then it retries (the database may not
-// exist yet: it never creates it; db-watchdog does). The status line gives the counts.
+// Builds a `CacheSnapshot` (every instrument with its seed and last price, every owner's
+// net position per instrument) from one read transaction of the database, and rebuilds it
+// every --interval. A rebuild makes a new immutable snapshot and replaces the old one in one
+// assignment on the one thread that also answers lookups, so a lookup sees one whole
+// snapshot, never a half-built one. A failed rebuild keeps serving the last good snapshot
+// (its status says STALE). READY only once warm: the first snapshot built, then the socket
+// served. It never creates the database (db-watchdog does) and waits for it.
+//
+// After a restore: db-watchdog exits when it finds the database damaged, and vigil's
+// rest_for_one stops this worker and starts it again after db-watchdog is READY on the
+// restored file, so the new incarnation warms from scratch. Should the file be swapped
+// without that (db-watchdog run elsewhere), the `LiveStore` sees the new file: the cache is
+// dropped (lookups wait until the rebuild, a few ms) and rebuilt from it.
+//
+// The socket ($VIGIL_RUNTIME_DIR/cache.sock by default, mode 0600) speaks one line per
+// request and one line per answer (`CacheSnapshot.answer`):
+//
+//     GET price BTC-USD                      PRICE BTC-USD 60012.5 1718000000000000000
+//     GET position strategy-runner.1 BTC-USD  POSITION strategy-runner.1 BTC-USD 2
+//     GET instrument SOL-USD                 INSTRUMENT SOL-USD 150
+//     INFO                                   CACHE generation=7 instruments=3 fills=42 last_fill=42
 //
 // Flags:
 //   --db PATH             the database (default $VIGIL_STATE_DIR/trading.db, else ./trading.db)
-//   --interval DURATION   refresh period, e.g. 500ms, 1s (default 1s)
+//   --socket PATH         where to serve (default $VIGIL_RUNTIME_DIR/cache.sock, else ./cache.sock)
+//   --interval DURATION   rebuild period, e.g. 500ms, 1s (default 1s)
 //
-// Exit: 0 on SIGTERM/SIGINT, 2 on a bad flag, 70 when the channel to vigil closes.
+// Exit: 0 on SIGTERM/SIGINT, 1 if the socket cannot be served, 2 on a bad flag, 70 when
+// the channel to vigil closes.
 import CShim
 @preconcurrency import Glibc
 import Trading
 import TradingStore
 import VigilWorker
 
-var flags = Flags(usage: "usage: cache-warmer [--db PATH] [--interval DURATION]")
+var flags = Flags(usage: "usage: cache-warmer [--db PATH] [--socket PATH] [--interval DURATION]")
 let dbFlag = flags.string("--db")
+let socketFlag = flags.string("--socket")
 let interval = flags.duration("--interval", default: .seconds(1))
 flags.finish()
 let worker = Worker.connect()
 let path = dbFlag ?? TradingStore.defaultPath(stateDirectory: worker.stateDirectory)
+let socketPath = socketFlag
+    ?? (worker.runtimeDirectory.map { $0.hasSuffix("/") ? "\($0)cache.sock" : "\($0)/cache.sock" } ?? "./cache.sock")
 
-/// One cached quote: the price and where it came from.
-struct Quote {
-    var price: Price
-    /// Nanoseconds since the epoch of the last gateway update; nil when only the seed is known.
-    var updatedNs: Int64?
-}
-
-var cache: [Instrument: Quote] = [:]
-var store: TradingStore?
-var refreshes = 0, failures = 0
+let stores = LiveStore(path: path)
+/// The snapshot lookups are answered from; nil until warm (and while a replaced database's
+/// first rebuild has not succeeded).
+var cache: CacheSnapshot?
+var generation = 0, failures = 0, lookups = 0
+var replacementsSeen = 0
 var lastProblem = ""
-var warm = false
 
-/// Reloads the cache. Returns nil on success, else what went wrong (the old cache stays).
-@MainActor func refresh() -> String? {
+/// Builds a new snapshot and swaps it in. Returns nil on success, else what went wrong
+/// (the previous snapshot stays, unless the database file was replaced).
+@MainActor func rebuild() -> String? {
     do {
-        if store == nil {
-            let s = try TradingStore(path: path, create: false)
-            guard try s.hasSchema() else { s.close(); return "no schema in \(path) yet" }
-            store = s
+        let store = try stores.current()
+        if stores.replacements != replacementsSeen {
+            replacementsSeen = stores.replacements
+            cache = nil
+            worker.report(key: "cache", text: "database file replaced (restored?): cache of generation \(generation) invalidated, rebuilding")
         }
-        let instruments = try store!.instruments()
-        let prices = try store!.lastPrices()
-        var next: [Instrument: Quote] = [:]
-        for (i, seed) in instruments {
-            if let p = prices[i] { next[i] = Quote(price: p.price, updatedNs: p.updatedNs) } else { next[i] = Quote(price: seed, updatedNs: nil) }
-        }
-        guard !next.isEmpty else { return "no instruments in \(path) yet" }
-        cache = next
-        refreshes += 1
+        let next = try store.cacheSnapshot(generation: generation + 1)
+        generation = next.generation
+        cache = next  // the swap: one assignment, on the thread that answers lookups
         return nil
     } catch {
-        store?.close()
-        store = nil  // reopen next time: the file may have been replaced
+        stores.failed(error)
         return "\(error)"
     }
 }
 
-while !worker.isStopping {
-    if let problem = refresh() {
-        failures += 1
-        if problem != lastProblem { worker.log(warm ? "refresh failed, serving the previous cache: \(problem)" : "not warm yet: \(problem)") }
+// MARK: - Warm before READY
+
+while !worker.isStopping, cache == nil {
+    if let problem = rebuild() {
+        if problem != lastProblem { worker.log("not warm yet: \(problem)") }
         lastProblem = problem
-        worker.status((warm ? "stale: " : "cold: ") + problem)
-    } else {
-        lastProblem = ""
-        let live = cache.values.filter { $0.updatedNs != nil }.count
-        if !warm {
-            warm = true
-            worker.ready()
-            worker.log("warm: \(cache.count) instruments (\(live) with last prices, \(cache.count - live) on seed prices): READY")
-        }
-        let now = vigil_realtime_ns()
-        let newest = cache.values.compactMap(\.updatedNs).max().map { "\((now - $0) / 1_000_000) ms ago" } ?? "never"
-        worker.status("warm: \(cache.count) instruments, \(live) last prices, \(cache.count - live) seed-only, last price update \(newest), refresh #\(refreshes)")
+        worker.status("cold: \(problem)")
+        worker.sleep(for: .milliseconds(200))
     }
-    if !worker.sleep(for: interval) { break }
+}
+guard let first = cache else {
+    worker.log("stopping before the cache was warm")
+    exit(0)
+}
+
+let listener: Int32
+do {
+    listener = try UnixSocket.listen(path: socketPath)
+} catch {
+    worker.log("cannot serve \(socketPath): \(error)")
+    exit(1)
+}
+worker.ready()
+worker.log("warm: \(first.seeds.count) instruments (\(first.livePrices) with last prices), \(first.fillCount) fills, \(first.positions.count) owners; serving \(socketPath): READY")
+
+// MARK: - Serving
+
+/// One connected reader.
+final class Client {
+    let fd: Int32
+    var input = LineBuffer(limit: 512)
+    var output: [UInt8] = []
+    init(fd: Int32) { self.fd = fd }
+}
+var clients: [Int32: Client] = [:]
+
+@MainActor func drop(_ client: Client) {
+    close(client.fd)
+    clients[client.fd] = nil
+}
+
+@MainActor func serve(_ client: Client) {
+    do {
+        guard let bytes = try UnixSocket.read(client.fd) else { return }
+        if bytes.isEmpty { drop(client); return }
+        for line in client.input.append(bytes) {
+            lookups += 1
+            let answer = cache?.answer(line) ?? "ERROR cache_rebuilding"
+            client.output.append(contentsOf: Array(answer.utf8) + [10])
+        }
+        if client.input.overflowed { drop(client); return }
+        flush(client)
+    } catch {
+        drop(client)
+    }
+}
+
+/// Writes what the socket takes of a client's answers; the rest waits for the next pass.
+@MainActor func flush(_ client: Client) {
+    guard !client.output.isEmpty else { return }
+    do {
+        let n = try UnixSocket.write(client.fd, client.output[...])
+        client.output.removeFirst(n)
+        if client.output.count > 1 << 20 { drop(client) }  // not reading its answers
+    } catch {
+        drop(client)
+    }
+}
+
+let intervalNs = interval.wholeNanoseconds
+var nextRebuild = vigil_monotonic_ns() + intervalNs
+while !worker.isStopping {
+    let ready = worker.poll(fds: [listener] + Array(clients.keys), timeout: .nanoseconds(max(0, nextRebuild - vigil_monotonic_ns())))
+    for fd in ready {
+        if fd == listener {
+            while let c = UnixSocket.accept(listener) { clients[c] = Client(fd: c) }
+        } else if let client = clients[fd] {
+            serve(client)
+        }
+    }
+    for c in Array(clients.values) { flush(c) }
+    let now = vigil_monotonic_ns()
+    guard now >= nextRebuild else { continue }
+    nextRebuild = now + intervalNs
+    if let problem = rebuild() {
+        failures += 1
+        if problem != lastProblem { worker.log("rebuild failed, serving generation \(cache?.generation ?? 0): \(problem)") }
+        lastProblem = problem
+        worker.status("STALE (generation \(cache.map { "\($0.generation)" } ?? "none")): \(problem)")
+    } else if let c = cache {
+        if !lastProblem.isEmpty { worker.log("rebuilt again: generation \(c.generation)") }
+        lastProblem = ""
+        worker.status("warm: generation \(c.generation), \(c.seeds.count) instruments (\(c.livePrices) live prices), \(c.fillCount) fills, \(c.positions.count) owners, \(lookups) lookups, \(clients.count) clients on \(socketPath)")
+    }
 }
 
 worker.stopping()
-store?.close()
-worker.log("stopping on signal \(worker.stopSignal ?? 0): cache of \(cache.count) instruments dropped")
+for c in clients.values { close(c.fd) }
+close(listener)
+unlink(socketPath)
+stores.close()
+worker.log("stopping on signal \(worker.stopSignal ?? 0) after \(lookups) lookups; cache of generation \(generation) dropped")

@@ -26,8 +26,18 @@
 // journal (key `liquidation`). The liquidation is recorded in the database while in
 // progress, so a gateway restarted mid-way resumes it; it never flattens twice.
 //
+// The database may be swapped under it (db-watchdog restores a damaged, truncated or
+// deleted file by renaming a restored copy into place): every use goes through a
+// `LiveStore`, which refuses a missing file (orders are rejected with `storage_error`,
+// prices not stored: no writes into a file nobody will read), reopens when the file at
+// the path is a new one or after an error saying the file is damaged, and on each reopen
+// replays the fill journal first, so a fill it committed to the old file after the
+// restore's copy was made is put back under its own id before it writes again. Every fill
+// is appended to the fill journal (fsync'd) once committed and before the FILL is sent.
+//
 // Flags:
 //   --db PATH          the database (default $VIGIL_STATE_DIR/trading.db, else ./trading.db)
+//   --journal PATH     the fill journal (default fills.journal beside the database)
 //   --socket PATH      where to listen (default $VIGIL_RUNTIME_DIR/gateway.sock, else
 //                      ./gateway.sock); a stale socket file is removed, a live one is an error
 //   --tick DURATION    price update period (default 200ms)
@@ -45,9 +55,10 @@ import TradingStore
 import VigilWorker
 
 var flags = Flags(usage: """
-    usage: exchange-gateway [--db PATH] [--socket PATH] [--tick DURATION] [--seed N] [--step-bps N] [--venue NAME]
+    usage: exchange-gateway [--db PATH] [--journal PATH] [--socket PATH] [--tick DURATION] [--seed N] [--step-bps N] [--venue NAME]
     """)
 let dbFlag = flags.string("--db")
+let journalFlag = flags.string("--journal")
 let socketFlag = flags.string("--socket")
 let tick = flags.duration("--tick", default: .milliseconds(200))
 let seed = flags.value("--seed", expected: "an integer in 0...\(UInt64.max)") { UInt64($0) }
@@ -90,15 +101,41 @@ worker.log("PAPER-TRADING venue '\(venue)': simulated prices, simulated fills, n
 
 // MARK: - Database and prices
 
-/// Opens the database once db-watchdog has created it; waits (honouring stop) until then.
-@MainActor func openStore() -> TradingStore? {
+let stores = LiveStore(path: dbPath, journal: FillJournal(path: journalFlag ?? FillJournal.defaultPath(databasePath: dbPath))) {
+    (s: TradingStore) throws(DatabaseError) in try s.ensureGatewaySchema()
+}
+var opensSeen = 0
+
+/// The database as it is now at `dbPath` (see the file comment); a reopen is reported.
+var store: TradingStore {
+    get throws(DatabaseError) {
+        let s = try stores.current()
+        if stores.opens != opensSeen {
+            if opensSeen > 0 { report("database", stores.lastOpen) } else { worker.log("database \(dbPath): \(stores.lastOpen)") }
+            opensSeen = stores.opens
+        }
+        return s
+    }
+}
+
+/// A failed use of the database: logged when the problem changes (not every tick), and
+/// the connection dropped if the file is damaged or gone.
+var lastStorageProblem = ""
+@MainActor func storageFailed(_ what: String, _ error: any Error) {
+    storageErrors += 1
+    stores.failed(error)
+    let problem = "\(what): \(error)"
+    if problem != lastStorageProblem { worker.log(problem + " (logged once until it changes)") }
+    lastStorageProblem = problem
+}
+
+/// Waits (honouring stop) until db-watchdog has created the database.
+@MainActor func waitForStore() -> Bool {
     var lastProblem = ""
     while !worker.isStopping {
         do {
-            let s = try TradingStore(path: dbPath, create: false)
-            if try s.hasSchema(), try !s.instruments().isEmpty { return s }
-            s.close()
-            throw DatabaseError(code: -1, message: "no schema or no instruments yet")
+            _ = try store
+            return true
         } catch {
             let problem = "waiting for the database \(dbPath): \(error)"
             if problem != lastProblem { worker.log(problem); worker.status(problem) }
@@ -106,16 +143,12 @@ worker.log("PAPER-TRADING venue '\(venue)': simulated prices, simulated fills, n
             worker.sleep(for: .milliseconds(500))
         }
     }
-    return nil
+    return false
 }
 
-guard let store = openStore() else {
+guard waitForStore() else {
     worker.log("stopping before the database was ready")
     exit(0)
-}
-do { try store.ensureGatewaySchema() } catch {
-    worker.log("cannot create the gateway's tables: \(error)")
-    exit(1)
 }
 
 var walks: [Instrument: RandomWalk] = [:]
@@ -211,9 +244,8 @@ var connections = 0, orders = 0, fills = 0, replays = 0, rejects = 0, storageErr
         fills += 1
         client.send(.fill(fill))
     } catch {
-        storageErrors += 1
         rejects += 1
-        worker.log("cannot record order \(id): \(error): rejected")
+        storageFailed("cannot record order \(id), rejected", error)
         client.send(.reject(id, reason: "storage_error"))
     }
 }
@@ -273,8 +305,7 @@ var liquidations = 0
         for id in rejected { report("recovery", "\(why): open order \(id) \(cancelling ? "cancelled (safe mode)" : "rejected (no price)")") }
         if filled.isEmpty && rejected.isEmpty { worker.log("\(why): no open orders") }
     } catch {
-        storageErrors += 1
-        worker.log("\(why): cannot settle open orders: \(error)")
+        storageFailed("\(why): cannot settle open orders", error)
     }
 }
 
@@ -300,7 +331,7 @@ var liquidations = 0
             report("liquidation", "liquidation \(id) NOT finished: still open " + describe(remaining) + "; resumed on the next order or restart")
         }
     } catch {
-        storageErrors += 1
+        storageFailed("liquidation", error)
         report("liquidation", "liquidation failed: \(error); resumed on restart")
     }
 }
@@ -325,6 +356,7 @@ worker.log("listening on \(socketPath): READY")
 let tickNs = tick.wholeNanoseconds
 var nextTick = vigil_monotonic_ns() + tickNs
 var nextStatus = vigil_monotonic_ns()
+var journalFailuresSeen = 0
 
 while !worker.isStopping {
     let ready = worker.poll(fds: [listener] + Array(clients.keys), timeout: .nanoseconds(max(0, nextTick - vigil_monotonic_ns())))
@@ -359,10 +391,7 @@ while !worker.isStopping {
     if now >= nextTick {
         var moved: [(Instrument, Price)] = []
         for i in symbols { moved.append((i, walks[i]!.step())) }
-        do { try store.storePrices(moved, at: vigil_realtime_ns()) } catch {
-            storageErrors += 1
-            worker.log("cannot store prices: \(error)")
-        }
+        do { try store.storePrices(moved, at: vigil_realtime_ns()) } catch { storageFailed("cannot store prices", error) }
         for client in clients.values where client.subscribed {
             for (i, p) in moved { client.send(.price(i, p)) }
         }
@@ -371,6 +400,10 @@ while !worker.isStopping {
     }
     for client in Array(clients.values) { flush(client) }
     if now >= nextStatus {
+        if let s = try? store, s.journalFailures > journalFailuresSeen {
+            journalFailuresSeen = s.journalFailures
+            report("journal", "FILL JOURNAL append failed (\(s.journalFailures) since the database was opened): \(s.lastJournalError.map { "\($0)" } ?? "?"); the fills stand in the database")
+        }
         worker.status(statusLine())
         nextStatus = now + 1_000_000_000
     }
@@ -380,5 +413,5 @@ worker.stopping()
 for client in clients.values { flush(client); close(client.fd) }
 close(listener)
 unlink(socketPath)
-store.close()
+stores.close()
 worker.log("stopping on signal \(worker.stopSignal ?? 0): \(clients.count) clients closed, socket removed; \(orders) orders, \(fills) fills, \(replays) replays")

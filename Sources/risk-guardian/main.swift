@@ -105,7 +105,9 @@ worker.onNotice { key, value in
 }
 worker.onCheckpointRequest { guardian.withLock { $0.memory.encoded() } }
 
-var store: TradingStore?
+/// Follows the database file: a restore swaps a new file in (see `LiveStore`).
+let stores = LiveStore(path: path)
+var replacementsSeen = 0
 var portfolio = Portfolio()
 var lastRowID: Int64 = 0
 var fillsRead = 0
@@ -135,13 +137,18 @@ extension ExposureLimits.Breach {
 /// Reads every new fill and the last prices. Returns nil on success, else the problem.
 @MainActor func read() -> (ExposureReport, [ExposureLimits.Breach])? {
     do {
-        if store == nil {
-            let s = try TradingStore(path: path, create: false)
-            guard try s.hasSchema() else { s.close(); throw DatabaseError(code: -1, message: "no schema yet") }
-            store = s
+        let store = try stores.current()
+        if stores.replacements != replacementsSeen {
+            // A new file (restored by db-watchdog): the fills are read again from the start,
+            // so exposure is what the restored database says, not what the old one said.
+            replacementsSeen = stores.replacements
+            worker.log("database \(stores.lastOpen): exposure recomputed from every fill of the new file")
+            portfolio = Portfolio()
+            lastRowID = 0
+            fillsRead = 0
         }
         while true {
-            let batch = try store!.fills(after: lastRowID)
+            let batch = try store.fills(after: lastRowID)
             for f in batch.fills { portfolio.apply(f) }
             for id in batch.invalid { worker.log("skipping fill row \(id): not a valid fill") }
             let last = max(batch.fills.last?.fillID ?? 0, batch.invalid.max() ?? 0)
@@ -149,7 +156,7 @@ extension ExposureLimits.Breach {
             if last == 0 { break }
             lastRowID = max(lastRowID, last)
         }
-        let marks = try store!.lastPrices().mapValues(\.price)
+        let marks = try store.lastPrices().mapValues(\.price)
         let report = portfolio.exposure(marks: marks)
         lastProblem = ""
         let breaches = limits.breaches(in: report)
@@ -163,8 +170,7 @@ extension ExposureLimits.Breach {
         if problem != lastProblem { worker.log(problem) }
         lastProblem = problem
         worker.status((announcedReady ? "STALE: " : "waiting: ") + problem)
-        store?.close()
-        store = nil
+        stores.failed(error)
         return nil
     }
 }
@@ -203,5 +209,5 @@ while !worker.isStopping {
 }
 
 worker.stopping()
-store?.close()
+stores.close()
 worker.log("stopping on signal \(worker.stopSignal ?? 0) after \(fillsRead) fills")
