@@ -3,7 +3,8 @@
 # namespace, so it runs on a machine where systemd is not PID 1 and never touches the
 # real /run or /tmp): the unit goes active only once the whole tree is READY, shows the
 # tree's status, is restarted by systemd with Result=watchdog when vigil's event loop is
-# frozen (SIGSTOP), and leaves no worker behind when stopped.
+# frozen (SIGSTOP), the new vigil re-adopts the workers (same pids, none restarted), and
+# the unit leaves no worker behind when stopped.
 #
 #   Scripts/check-systemd-unit.sh [debug|release]   (default release; build it first; root
 #                                 needed for unshare; one line per check, exit 1 on a failure)
@@ -55,8 +56,10 @@ check "active (running) right after start" '[ "$(show ActiveState)/$(show SubSta
 check "every worker is READY when the unit is active" "all_ready"
 check "STATUS= shows the tree: '$(show StatusText)'" '[[ "$(show StatusText)" == *"8/8 workers running"* ]]'
 
+worker_pids() { vigil_status | python3 -c 'import json,sys; print(" ".join(n["name"] + "=" + str(n["pid"]) for n in json.load(sys.stdin)["nodes"] if n.get("pid")))'; }
+before=$(worker_pids)
 first=$(show MainPID)
-kill -STOP "$first"
+[ "$first" -gt 0 ] 2>/dev/null && kill -STOP "$first"
 restarted=0 result=""
 for _ in $(seq 200); do
   r=$(show Result); [ "$r" = success ] || result=$r   # watchdog, while it restarts
@@ -68,6 +71,10 @@ check "the unit failed with Result=watchdog before the restart (${result:-not se
 check "the frozen vigil is gone" '! kill -0 "$first" 2>/dev/null'
 for _ in $(seq 100); do all_ready && break; sleep 0.1; done
 check "the tree is READY again under the new vigil" "all_ready"
+after=$(worker_pids)
+check "the new vigil re-adopted every worker: same pids (KillMode=process)" '[ -n "$before" ] && [ "$before" = "$after" ]'
+state_dir=$(dirname "$(find "$HOME" -name journal.db -path '*vigil*' | head -n 1)")
+check "the journal says all 8 were adopted, not spawned again" '[ "$("$REPO/.build/$BUILD/vigil" events -n 200 --state-dir "$state_dir" 2>/dev/null | grep -c " adopted ")" -ge 8 ]'
 
 pids=$(vigil_status | python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(sys.stdin)["nodes"] if n.get("pid")))')
 check "systemctl stop succeeds" "systemctl --user stop vigil"
