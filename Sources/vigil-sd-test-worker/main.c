@@ -4,7 +4,8 @@
 // one saying "incarnation <VIGIL_INCARNATION>", then reports READY=1 and
 // STATUS=restored=<what it read> (or "restored=none"), and pings WATCHDOG=1 every 200 ms
 // until SIGTERM. Spawned by the integration tests with `readiness: notify`. SDW_SAY=TEXT
-// sends one more notification after READY (`\n` in TEXT for a newline).
+// sends one more notification after READY (`\n` in TEXT for a newline). SDW_FORK=1 makes it
+// a forking daemon: the first process forks the real one, says MAINPID=<its pid> and exits.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -21,6 +22,16 @@ static void on_term(int s) { (void)s; stop = 1; }
 
 int main(void) {
     signal(SIGTERM, on_term);
+    if (getenv("SDW_FORK")) {
+        pid_t daemon = fork();
+        if (daemon < 0) return 1;
+        if (daemon > 0) {
+            char text[64];
+            snprintf(text, sizeof text, "MAINPID=%d", (int)daemon);
+            sd_pid_notify(0, 0, text);
+            _exit(0);
+        }
+    }
     char restored[256] = "none";
     char **names = NULL;
     int n = sd_listen_fds_with_names(1, &names);  // 1: unset LISTEN_* so no child sees them

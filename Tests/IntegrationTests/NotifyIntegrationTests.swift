@@ -194,3 +194,53 @@ func sendDatagram(_ text: String, to path: String) -> Bool {
     }
     return sent == payload.count
 }
+
+/// `MAINPID=`: a forking daemon's real process, not its first one, is the child.
+@Suite("MAINPID: forking daemons", .serialized)
+struct MainPIDIntegrationTests {
+    @Test func aForkingDaemonLivesInTheProcessItNamedAndIsRestartedWhenThatDies() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: daemon
+            argv: [\(NotifyIntegrationTests.sdWorker)]
+            env: {SDW_FORK: "1"}
+            readiness: notify
+            shutdown: 2s
+        """)
+        let s = v.waitFor("READY from the forked process") { $0["daemon"]?.state == "ready" }
+        let leader = s["daemon"]!.pid!
+        v.waitFor("MAINPID taken") { _ in v.events().contains { $0.contains("its main process is now pid") } }
+        let line = v.events().first { $0.contains("its main process is now pid") } ?? ""
+        let main = Int32(line.split(separator: " ").drop { $0 != "pid" }.dropFirst().first ?? "") ?? 0
+        #expect(main > 0 && main != leader)
+        #expect(!processAlive(leader), "the first process exited")
+        Thread.sleep(forTimeInterval: 0.5)
+        let still = v.waitFor("still up") { $0["daemon"]?.state == "ready" }
+        #expect(still["daemon"]?.restarts == 0, "the leader's exit 0 is not the child's exit")
+        #expect(processAlive(main))
+        guard main > 0 else { return }
+        kill(main, SIGKILL)
+        let healed = v.waitFor("restarted when its main process died") { $0["daemon"]?.state == "ready" && $0["daemon"]?.pid != leader }
+        #expect(healed["daemon"]?.restarts == 1)
+        #expect(healed["daemon"]?.lastExit == "signal SIGKILL", "the main process's status is the child's")
+        let line2 = v.events().last { $0.contains("its main process is now pid") } ?? ""
+        let main2 = Int32(line2.split(separator: " ").drop { $0 != "pid" }.dropFirst().first ?? "") ?? 0
+        #expect(v.interrupt() == 0)
+        #expect(main2 > 0 && !processAlive(main2), "a stop reaches the main process")
+    }
+
+    @Test func aMainPIDOutsideTheChildsGroupIsIgnored() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: liar
+            argv: [\(NotifyIntegrationTests.sdWorker)]
+            env: {SDW_SAY: "MAINPID=1"}
+            readiness: notify
+        """)
+        v.waitFor("ready") { $0["liar"]?.state == "ready" }
+        v.waitFor("refused") { _ in v.events().contains { $0.contains("MAINPID=1, which is not") } }
+        #expect(v.interrupt() == 0)
+    }
+}

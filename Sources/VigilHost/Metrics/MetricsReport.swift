@@ -55,7 +55,7 @@ struct MetricsReport {
             children.append(Child(name: s.name, supervisor: parent, state: Self.state(s.state),
                                   incarnation: s.incarnation, restarts: s.restarts, lastExit: s.lastExit,
                                   uptime: s.startedAt.map { now.duration(since: $0) },
-                                  usage: host.live[s.id].flatMap { ProcUsage.read(pid: $0.pid) }))
+                                  usage: host.live[s.id].flatMap { ProcUsage.read(pid: $0.processPID) }))
         }
     }
 

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import VigilCore
+import VigilWire
 
 /// Processes vigil is responsible for but no longer tracks as a group leader.
 ///
@@ -26,6 +27,9 @@ enum Leftovers {
         var current: [String: StaleRun] = [:]
         var ended: [ChildRun] = []
         var extra: [StaleRun] = []
+        /// Ended runs whose process group lives on: the leader is gone, but processes it
+        /// started (a `MAINPID=` daemon, a helper) still run. `pid` is the group.
+        var remnants: [StaleRun] = []
     }
 
     static func survey(_ journal: Journal) -> Survey {
@@ -41,9 +45,36 @@ enum Leftovers {
             latest[run.node] = run
         }
         for run in latest.values.sorted(by: { $0.startedNanoseconds < $1.startedNanoseconds }) {
-            if let pid = vouchedPID(run) { survey.current[run.node] = StaleRun(run: run, pid: pid) } else { survey.ended.append(run) }
+            if let pid = vouchedPID(run) {
+                survey.current[run.node] = StaleRun(run: run, pid: pid)
+            } else {
+                survey.ended.append(run)
+                if let pgid = run.pid, groupBelongs(pgid, to: run) { survey.remnants.append(StaleRun(run: run, pid: pgid)) }
+            }
         }
         return survey
+    }
+
+    /// True when a live member of process group `pgid` carries the run's `VIGIL_NAME` and
+    /// `VIGIL_INCARNATION` (inherited from the child vigil spawned). One is proof enough:
+    /// the kernel never gives a group's number to a new group while a member lives.
+    static func groupBelongs(_ pgid: Int32, to run: ChildRun) -> Bool {
+        guard pgid > 1, !(kill(-pgid, 0) != 0 && errno == ESRCH), let dir = opendir("/proc") else { return false }
+        defer { closedir(dir) }
+        let name = Array("\(ChildEnvironment.name)=\(run.node)".utf8)
+        let incarnation = Array("\(ChildEnvironment.incarnation)=\(run.incarnation)".utf8)
+        while let entry = readdir(dir) {
+            let text = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let pid = Int32(text), let stat = ProcStat.read(pid: pid), stat.processGroup == pgid,
+                  let environ = environment(of: pid) else { continue }
+            let variables = environ.split(separator: 0)
+            if variables.contains(where: { $0.elementsEqual(name) }) && variables.contains(where: { $0.elementsEqual(incarnation) }) {
+                return true
+            }
+        }
+        return false
     }
 
     /// The run's pid if that process still exists, leads its group, and started when the
@@ -114,6 +145,21 @@ enum Leftovers {
             _ = waitpid(pid, &status, 0)
         }
         return found
+    }
+
+    /// The NUL-separated environment a process started with (up to 256 KiB).
+    static func environment(of pid: Int32) -> [UInt8]? {
+        let fd = open("/proc/\(pid)/environ", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while bytes.count < 256 * 1024 {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return bytes
     }
 
     /// Boot time on the realtime clock, to the microsecond: realtime minus the time since

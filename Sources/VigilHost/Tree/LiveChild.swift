@@ -24,6 +24,12 @@ struct LiveChild {
     /// For a process adopted from a previous vigil (not vigil's child, so no SIGCHLD):
     /// the pidfd that tells its exit; -1 otherwise.
     var pidfd: Int32 = -1
+    /// The process the child named with `MAINPID=` (a forking daemon's real one), when it
+    /// is not `pid`: its exit, not the leader's, ends the child; and its pidfd.
+    var mainPID: Int32?
+    var mainPidfd: Int32 = -1
+    /// The process to sample and to show: the main one.
+    var processPID: Int32 { mainPID ?? pid }
 }
 
 /// An operator command that answers once its work is done.

@@ -37,6 +37,9 @@ extension TreeHost {
         var stop: [(run: Leftovers.StaleRun, why: String)] = survey.extra.map {
             ($0, "a second process of this child (a handoff was under way when the previous vigil died)")
         }
+        stop += survey.remnants.map {
+            ($0, "its first process is gone but its process group lives on (a MAINPID= daemon or a helper), which cannot be adopted without it")
+        }
         var records: [Record] = survey.ended.map {
             Record(.exited, node: $0.node, pid: $0.pid, incarnation: $0.incarnation,
                    detail: "exit status unknown: it ended while no vigil was running")
@@ -196,6 +199,15 @@ extension TreeHost {
         }
         nodeByPID.removeValue(forKey: child.pid)
         _ = removeLiveChild(child.node, pid: child.pid)
+    }
+
+    /// A pidfd is readable: an adopted process, or a child's main process, has exited.
+    func pidfdReadable(_ fd: Int32) {
+        if let id = nodeByPidfd[fd], let child = live[id] ?? overlapping[id], child.mainPidfd == fd {
+            mainProcessExited(child)
+        } else {
+            adoptedProcessExited(fd)
+        }
     }
 
     /// An adopted process has exited. Its exit status went to its parent, not to vigil.

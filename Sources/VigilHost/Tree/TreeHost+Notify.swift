@@ -87,6 +87,12 @@ extension TreeHost {
         }
         if m.isSet("BARRIER") { return }  // closing its fd (the defer) is the answer
         if let text = m["STATUS"] { child.statusText = Self.displayable(text) }
+        if let main = m["MAINPID"] {
+            store(child)
+            setMainPID(main, of: child, sender: d.pid)
+            guard let refreshed = liveChild(id, pid: child.pid) else { return }
+            child = refreshed
+        }
         if m.isSet("STOPPING") { child.statusText = "stopping" }
         if m.isSet("RELOADING") { child.statusText = "reloading" + (m["STATUS"].map { ": " + Self.displayable($0) } ?? "") }
         if let e = m["ERRNO"].flatMap(Int32.init), e > 0 {

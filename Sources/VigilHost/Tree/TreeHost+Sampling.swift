@@ -16,11 +16,11 @@ extension TreeHost {
         let interval = UInt64(configuration.topology.settings.sampleInterval.nanoseconds / 1000)
         let ticksPerSecond = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
         for (id, var child) in live {
-            guard let usage = ProcUsage.read(pid: child.pid) else { continue }
+            guard let usage = ProcUsage.read(pid: child.processPID) else { continue }
             let cpuDelta = child.lastCPUTicks.map { usage.cpuTicks &- $0 } ?? 0
             child.lastCPUTicks = usage.cpuTicks
             live[id] = child
-            let sample = WorkerSample(worker: tree.name(of: id), pid: child.pid, rssKiB: usage.rssKiB,
+            let sample = WorkerSample(worker: tree.name(of: id), pid: child.processPID, rssKiB: usage.rssKiB,
                                       cpuMicros: cpuDelta * 1_000_000 / ticksPerSecond, intervalMicros: interval,
                                       restarts: UInt32(clamping: tree.restarts(of: id)))
             for p in predictors { send(.sample(sample), to: p) }

@@ -97,6 +97,8 @@ public final class TreeHost {
     var persistedSafeMode: SafeModeState?
     /// Whose pidfd (adopted processes) each descriptor is.
     var nodeByPidfd: [Int32: NodeID] = [:]
+    /// Whose main process (`MAINPID=`) each pid is.
+    var nodeByMainPID: [Int32: NodeID] = [:]
     /// Adopted groups whose leader has exited while members remain, with the leader's exit
     /// (see `adoptedProcessExited`).
     var drainingAdopted: Set<Int32> = []
@@ -216,7 +218,7 @@ public final class TreeHost {
                 case .notify: readNotifications()
                 case .childNotify(let fd): readNotifications(fd)
                 case .output(let fd): readOutput(fd)
-                case .pidfd(let fd): adoptedProcessExited(fd)
+                case .pidfd(let fd): pidfdReadable(fd)
                 case .controlListener: acceptControl()
                 case .controlConnection(let fd): serviceConnection(fd, ready)
                 case .metricsListener: acceptScrapes()
@@ -290,8 +292,9 @@ public final class TreeHost {
                 break
             case .spawn(let id, let incarnation):
                 followUps.append(spawn(id, incarnation))
-            case .signal(_, let pid, let signal):
+            case .signal(let id, let pid, let signal):
                 _ = kill(-pid, signal)
+                signalMainOutsideGroup(id, group: pid, signal)
                 // A stopped (SIGSTOP) process would sit on SIGTERM until the SIGKILL; wake it
                 // so it can shut down in order, as systemd does.
                 if signal == SIGTERM || signal == SIGABRT { _ = kill(-pid, SIGCONT) }
@@ -388,11 +391,18 @@ public final class TreeHost {
     }
 
     private func reapChildren() {
-        // What a child said on NOTIFY_SOCKET just before it died is still attributed to it.
+        let reaped = reaper.collect()
+        // What a child said on NOTIFY_SOCKET just before it died is still attributed to it,
+        // a MAINPID= above all (a forking daemon's parent exits right after saying it).
         readNotifications()
-        let gone = reaper.reap(leader: { pid in
-            guard let id = nodeByPID[pid], let child = liveChild(id, pid: pid) else { return nil }
-            return tree.isBeingStopped(id, incarnation: child.incarnation) ? .await : .kill
+        for r in reaped {
+            if let id = nodeByPID[r.pid], let child = liveChild(id, pid: r.pid), let n = child.notify {
+                readNotifications(n.fd, of: child)
+            }
+        }
+        let gone = reaper.settle(reaped, group: { pid in
+            guard let (id, child) = groupEnded(byExitOf: pid) else { return nil }
+            return (child.pid, tree.isBeingStopped(id, incarnation: child.incarnation) ? .await : .kill)
         })
         for exit in gone { groupGone(exit.pgid, exit.status) }
     }
@@ -415,6 +425,11 @@ public final class TreeHost {
             loop.unregister(child.pidfd)
             nodeByPidfd.removeValue(forKey: child.pidfd)
             close(child.pidfd)
+        }
+        if child.mainPidfd >= 0 {
+            loop.unregister(child.mainPidfd)
+            nodeByPidfd.removeValue(forKey: child.mainPidfd)
+            close(child.mainPidfd)
         }
         apply(tree.handle(.exited(id, incarnation: child.incarnation, status), at: Instant(nanoseconds: now)))
     }
