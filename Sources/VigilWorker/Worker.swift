@@ -92,6 +92,9 @@ public final class Worker: Sendable {
     private let sendLock = Mutex<[Frame]>([])
     let channel: Atomic<Int32>
     private let connected: Bool
+    /// READY was said once: said again to a vigil that adopts this worker, in case the one
+    /// that died never journaled it (the new one would otherwise wait for it in vain).
+    private let saidReady = Atomic<Bool>(false)
     private let handlers = Mutex<Handlers>(Handlers())
     private let logPrefix: [UInt8]
     /// Frames no handler took yet, kept (at most `keptFramesLimit`) until one that takes
@@ -280,7 +283,10 @@ public final class Worker: Sendable {
     // MARK: - Frames to vigil
 
     /// Tells vigil the worker is initialised and serving.
-    public func ready() { send(.ready, droppable: false) }
+    public func ready() {
+        saidReady.store(true, ordering: .releasing)
+        send(.ready, droppable: false)
+    }
 
     /// One heartbeat. Only needed with `.manual` heartbeats (harmless otherwise).
     public func heartbeat() { send(.heartbeat, droppable: true) }
@@ -445,6 +451,9 @@ public final class Worker: Sendable {
                 }
             }
             parked.removeAll()
+            if saidReady.load(ordering: .acquiring), let bytes = try? Frame.ready.encoded() {
+                _ = Worker.send(bytes, on: fd, blocking: true)
+            }
             channel.store(fd, ordering: .releasing)
             return true
         }

@@ -22,11 +22,12 @@ enum AdoptionSocket {
     }
 
     /// Accepts connections until every pid in `required` has proved who it is, or until
-    /// `deadline` (monotonic ns); then takes whoever else is already queued and stops
-    /// listening. Connections from unexpected pids or other users, and frames other than a
+    /// `deadline` (monotonic ns), and in any case for `minimumWait` (every SDK worker
+    /// retries every 10 ms, whatever its readiness: this lets the ones not `required`
+    /// come too); then takes whoever else is already queued and stops listening. Connections from unexpected pids or other users, and frames other than a
     /// matching `.adopt`, are closed.
     static func collect(at path: String, expected: [Int32: Expected], required: Set<Int32>,
-                        until deadline: Int64) -> Result {
+                        until deadline: Int64, minimumWait: Duration = .milliseconds(100)) -> Result {
         var result = Result()
         guard !expected.isEmpty else { return result }
         let listener = vigil_seqpacket_listen(path, 1024)
@@ -41,8 +42,10 @@ enum AdoptionSocket {
         var waiting: [Int32: Int32] = [:]  // fd -> peer pid, until its first frame
         var finalRound = false
         var finalRounds = 0
+        let earliestEnd = vigil_monotonic_ns() + minimumWait.nanoseconds
         while true {
             let done = required.isSubset(of: Set(result.channels.keys))
+                && (result.channels.count == expected.count || vigil_monotonic_ns() >= earliestEnd)
             let left = deadline - vigil_monotonic_ns()
             if done || left <= 0 { finalRound = true }
             var set = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]

@@ -25,6 +25,7 @@ enum Leftovers {
     /// open runs (`extra`: a handoff's second process, a run a crash left open).
     struct Survey {
         var current: [String: StaleRun] = [:]
+        /// Every open run whose process is gone (a child may have one beside its `current`).
         var ended: [ChildRun] = []
         var extra: [StaleRun] = []
         /// Ended runs whose process group lives on: the leader is gone, but processes it
@@ -35,22 +36,23 @@ enum Leftovers {
     static func survey(_ journal: Journal) -> Survey {
         guard let runs = try? journal.runs(node: nil, limit: 100_000) else { return Survey() }
         var survey = Survey()
-        var latest: [String: ChildRun] = [:]
-        for run in runs where run.isRunning && run.pid != nil {
-            if let seen = latest[run.node], seen.incarnation > run.incarnation {
-                if let pid = vouchedPID(run) { survey.extra.append(StaleRun(run: run, pid: pid)) }
-                continue
+        var open: [String: [ChildRun]] = [:]
+        for run in runs where run.isRunning && run.pid != nil { open[run.node, default: []].append(run) }
+        for (node, runs) in open.sorted(by: { $0.key < $1.key }) {
+            var alive: [StaleRun] = []
+            for run in runs.sorted(by: { $0.incarnation > $1.incarnation }) {
+                if let pid = vouchedPID(run) {
+                    alive.append(StaleRun(run: run, pid: pid))
+                } else {
+                    survey.ended.append(run)
+                    if let pgid = run.pid, groupBelongs(pgid, to: run) { survey.remnants.append(StaleRun(run: run, pid: pgid)) }
+                }
             }
-            if let older = latest[run.node], let pid = vouchedPID(older) { survey.extra.append(StaleRun(run: older, pid: pid)) }
-            latest[run.node] = run
-        }
-        for run in latest.values.sorted(by: { $0.startedNanoseconds < $1.startedNanoseconds }) {
-            if let pid = vouchedPID(run) {
-                survey.current[run.node] = StaleRun(run: run, pid: pid)
-            } else {
-                survey.ended.append(run)
-                if let pgid = run.pid, groupBelongs(pgid, to: run) { survey.remnants.append(StaleRun(run: run, pid: pgid)) }
-            }
+            // Two alive: a handoff was under way. The child is the newest READY one (an
+            // incoming one not READY yet had not taken over); the other is extra.
+            guard let current = alive.first(where: { $0.run.readyNanoseconds != nil }) ?? alive.first else { continue }
+            survey.current[node] = current
+            survey.extra += alive.filter { $0.pid != current.pid }
         }
         return survey
     }

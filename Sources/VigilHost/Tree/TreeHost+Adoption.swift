@@ -44,7 +44,7 @@ extension TreeHost {
             Record(.exited, node: $0.node, pid: $0.pid, incarnation: $0.incarnation,
                    detail: "exit status unknown: it ended while no vigil was running")
         }
-        var died = Set(survey.ended.compactMap { single(named: $0.node) })
+        var died = Set(survey.ended.filter { survey.current[$0.node] == nil }.compactMap { single(named: $0.node) })
         var candidates: [NodeID: (run: Leftovers.StaleRun, pidfd: Int32)] = [:]
         for (name, s) in survey.current.sorted(by: { $0.key < $1.key }) {
             guard let id = single(named: name), tree.workerSpec(of: id) != nil else {
