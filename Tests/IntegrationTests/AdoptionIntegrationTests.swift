@@ -120,6 +120,33 @@ struct AdoptionIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    @Test func aGuardedWorkerThatDiedWhileVigilWasDownNeedsTheGuardiansLeave() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: guardian
+            argv: [WORKER]
+            role: guardian
+            env: {TW_VERDICT: deny}
+          - worker: gateway
+            argv: [SDKWORKER]
+            guarded: true
+          - worker: plain
+            argv: [SDKWORKER]
+        """)
+        let before = v.waitFor("ready", v.allReady(["guardian", "gateway", "plain"]))
+        killVigil(v)
+        kill(before["gateway"]!.pid!, SIGKILL)  // dies while no vigil watches
+        while processAlive(before["gateway"]!.pid!) { usleep(5000) }
+        try v.relaunch()
+        let after = v.waitFor("the guardian said no", { s in s["gateway"]?.state == "stopped (denied)" && s["guardian"]?.state == "ready" })
+        #expect(after["plain"]?.pid == before["plain"]!.pid, "the unguarded one is adopted")
+        let events = v.events()
+        #expect(events.contains { $0.contains(" guardian_asked ") && $0.contains("gateway") && $0.contains("ended while no vigil was running") })
+        #expect(!events.contains { $0.contains(" spawned ") && $0.contains("gateway") && $0.contains("incarnation 2") })
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func aWorkerThatDoesNotReconnectIsStoppedAndStartedAgain() throws {
         let v = try VigilUnderTest("""
         name: t

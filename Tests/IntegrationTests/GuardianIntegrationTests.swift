@@ -110,13 +110,15 @@ struct GuardianIntegrationTests {
         kill(v.process.processIdentifier, SIGKILL)
         v.process.waitUntilExit()
         try v.relaunch()
-        v.waitFor("up again, still in safe mode") { $0["guardian"]?.state == "ready" && $0["runner"]?.state == "ready" }
+        // The runner (this test worker dies with vigil) ended while no vigil ran: starting
+        // it again is a guarded restart, which safe mode refuses.
+        v.waitFor("up again, still in safe mode") { $0["guardian"]?.state == "ready" && $0["runner"]?.state == "stopped (safe mode)" }
         let safe = v.rawStatus()?["safe_mode"] as? [String: Any]
         #expect(safe?["reason"] as? String == "persist me", "\(String(describing: safe))")
         #expect(v.status()?["strategy"]?.state == "stopped (safe mode)", "what safe mode stops is not started")
         #expect(v.events().contains { $0.contains("still in safe mode from before vigil restarted") })
         #expect(try v.control(["safe-mode", "off"]).ok)
-        v.waitFor("strategy back", v.allReady(["strategy"]))
+        v.waitFor("runner and strategy back", v.allReady(["runner", "strategy"]))
         // Left: the next vigil starts normally.
         #expect(v.interrupt() == 0)
         try v.relaunch()

@@ -131,4 +131,40 @@ struct AdoptionTests {
         #expect(h.tree.unclaimedAdoptions.keys.map { h.tree.name(of: $0) } == ["runner"])
         #expect(h.pid("runner") == nil)
     }
+
+    /// guardian, a guarded gateway, an unguarded cache: the gateway died while no vigil ran.
+    func guardedTree() -> (Harness, [NodeID: String]) {
+        let guardian = ChildSpec.worker(WorkerSpec(name: "guardian", argv: ["/bin/true"], role: .guardian))
+        let gateway = ChildSpec.worker(WorkerSpec(name: "gw", argv: ["/bin/true"], role: .gateway, guarded: true))
+        let cache = ChildSpec.worker(WorkerSpec(name: "cache", argv: ["/bin/true"]))
+        let h = Harness(root: supervisor("root", max: 100, [guardian, gateway, cache]))
+        return (h, [h.id("gw"): "it ended while no vigil was running", h.id("cache"): "it ended while no vigil was running"])
+    }
+
+    @Test func aGuardedChildThatDiedUnseenIsRestartedOnlyWhenTheGuardianAllows() {
+        let (base, restarting) = guardedTree()
+        var h = base
+        h.readyOnSpawn = true
+        h.apply(h.tree.start(adopting: [h.id("guardian"): Candidate(incarnation: 1, pid: 4000, wasReady: true)],
+                             restarting: restarting, at: h.now))
+        #expect(h.spawnOrder == ["cache"], "unguarded: started; guarded: asked first")
+        #expect(h.state("gw") == "awaiting guardian")
+        let q = h.log.compactMap { if case .askGuardian(_, let q) = $0 { q } else { nil } }
+        #expect(q.count == 1 && q.first?.child == "gw" && q.first?.reason == "it ended while no vigil was running")
+        h.send(.verdict(id: q[0].id, .allow))
+        #expect(h.spawnOrder == ["cache", "gw"])
+        #expect(h.tree.restarts(of: h.id("gw")) == 0, "not counted as a crash of this vigil's watch")
+    }
+
+    @Test func inSafeModeAGuardedChildThatDiedUnseenStaysDown() {
+        let (base, restarting) = guardedTree()
+        var h = base
+        h.readyOnSpawn = true
+        h.apply(h.tree.resumeSafeMode(SafeModeState(reason: "exposure", by: "risk-guardian", since: h.now, liquidating: false), at: h.now))
+        h.apply(h.tree.start(adopting: [:], restarting: restarting, at: h.now))
+        #expect(!h.spawnOrder.contains("gw"))
+        #expect(h.state("gw") == "stopped (safe mode)")
+        #expect(h.records(.verdict).contains { $0.detail.contains("safe mode: not restarted") })
+        #expect(h.spawnOrder.contains("guardian") && h.spawnOrder.contains("cache"))
+    }
 }

@@ -70,8 +70,15 @@ extension SupervisionTree {
     /// stand (in start order, as each would have been spawned), spawning the rest.
     /// Afterwards `unclaimedAdoptions` holds those the tree had no place for (a child that
     /// safe mode keeps down): the shell must stop them.
-    public mutating func start(adopting adopted: [NodeID: AdoptionCandidate], at now: Instant) -> [Effect] {
+    ///
+    /// `restarting` are the children whose process ended (or was stopped) since the last
+    /// vigil saw them, with why: for them this start is a restart, so a guarded one goes
+    /// through safe mode and the guardian like any guarded restart (not counted against
+    /// intensity, as `planAdoption` says).
+    public mutating func start(adopting adopted: [NodeID: AdoptionCandidate], restarting: [NodeID: String] = [:],
+                               at now: Instant) -> [Effect] {
         adoptions = adopted.filter { nodes[$0.key.index].worker != nil }
+        unseenRestarts = restarting.filter { nodes[$0.key.index].worker?.guarded == true && adopted[$0.key] == nil }
         let effects = handle(.start, at: now)
         unclaimedAdoptions = adoptions
         adoptions = [:]
@@ -106,6 +113,12 @@ extension SupervisionTree {
             timers.schedule(.readyTimeout(id, incarnation: a.incarnation), at: now + timeout)
         }
         emit(.adopted, id, detail: "incarnation \(a.incarnation), left running by the previous vigil: taken back \(a.wasReady ? "READY" : "starting (no READY yet)")")
+    }
+
+    /// In `reconcile`, instead of a spawn: a guarded child that ended while no vigil ran
+    /// is restarted only as the guardian (and safe mode) allow.
+    mutating func restartUnseen(_ id: NodeID, reason: String) {
+        requestGuardedRestart(id, reason: reason, restart: .single(id, delay: .zero, reason: reason))
     }
 
     /// `id` and every node under it.

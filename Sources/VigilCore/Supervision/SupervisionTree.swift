@@ -31,6 +31,9 @@ public struct SupervisionTree {
     /// Processes of a previous vigil to take back instead of spawning (see
     /// SupervisionTree+Adoption), consumed as the tree starts.
     var adoptions: [NodeID: AdoptionCandidate] = [:]
+    /// Guarded children whose restart across a vigil restart waits for the guardian, with
+    /// why (see `start(adopting:restarting:at:)`), consumed as they would be spawned.
+    var unseenRestarts: [NodeID: String] = [:]
     /// Candidates `start(adopting:)` found no place for; the shell stops them.
     public internal(set) var unclaimedAdoptions: [NodeID: AdoptionCandidate] = [:]
 
@@ -325,6 +328,10 @@ public struct SupervisionTree {
                 continue
             }
             guard nodes[i].dependencies.allSatisfy(isReady) else { continue }
+            if let reason = unseenRestarts.removeValue(forKey: id) {
+                restartUnseen(id, reason: reason)
+                continue
+            }
             if nodes[i].isSupervisor {
                 nodes[i].state = .running
                 nodes[i].window.reset()

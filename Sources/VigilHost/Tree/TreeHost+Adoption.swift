@@ -31,8 +31,10 @@ extension TreeHost {
     static let adoptedDrainPoll: Duration = .milliseconds(10)
 
     /// Takes back what the previous vigil left running, stops what cannot be adopted,
-    /// closes in the journal the runs that ended unseen; returns what the tree adopts.
-    func adoptSurvivors() -> [NodeID: SupervisionTree.AdoptionCandidate] {
+    /// closes in the journal the runs that ended unseen; returns what the tree adopts, and
+    /// the children for which starting the tree is a restart (with why), which a guarded
+    /// one needs the guardian's leave for.
+    func adoptSurvivors() -> (adopted: [NodeID: SupervisionTree.AdoptionCandidate], restarting: [NodeID: String]) {
         let survey = Leftovers.survey(journal)
         var stop: [(run: Leftovers.StaleRun, why: String)] = survey.extra.map {
             ($0, "a second process of this child (a handoff was under way when the previous vigil died)")
@@ -45,6 +47,7 @@ extension TreeHost {
                    detail: "exit status unknown: it ended while no vigil was running")
         }
         var died = Set(survey.ended.filter { survey.current[$0.node] == nil }.compactMap { single(named: $0.node) })
+        var restarting = Dictionary(uniqueKeysWithValues: died.map { ($0, "it ended while no vigil was running") })
         var candidates: [NodeID: (run: Leftovers.StaleRun, pidfd: Int32)] = [:]
         for (name, s) in survey.current.sorted(by: { $0.key < $1.key }) {
             guard let id = single(named: name), tree.workerSpec(of: id) != nil else {
@@ -54,6 +57,7 @@ extension TreeHost {
             guard configuration.topology.settings.adoptWindow > .zero else {
                 stop.append((s, "adopt_window is 0s, so workers are not re-adopted"))
                 died.insert(id)
+                restarting[id] = "it was left running by the previous vigil and stopped (adopt_window is 0s)"
                 continue
             }
             let pidfd = vigil_pidfd_open(s.pid)
@@ -61,6 +65,7 @@ extension TreeHost {
                 records.append(Record(.exited, node: name, pid: s.pid, incarnation: s.run.incarnation,
                                       detail: "exit status unknown: it ended while vigil was starting"))
                 died.insert(id)
+                restarting[id] = "it ended while vigil was starting"
                 continue
             }
             candidates[id] = (s, pidfd)
@@ -81,6 +86,7 @@ extension TreeHost {
             for (id, c) in candidates where required.contains(c.run.pid) && channels[c.run.pid] == nil {
                 stop.append((c.run, "it did not reconnect within \(Self.reconnectionWait) (a worker on the native channel is supervised through it)"))
                 died.insert(id)
+                restarting[id] = "it did not reconnect to the new vigil and was stopped"
                 close(c.pidfd)
                 candidates[id] = nil
             }
@@ -93,6 +99,7 @@ extension TreeHost {
         for (id, why) in plan.stop.sorted(by: { $0.key < $1.key }) {
             guard let c = candidates.removeValue(forKey: id) else { continue }
             stop.append((c.run, why))
+            restarting[id] = why
             close(c.pidfd)
         }
         for (pid, fd) in channels where !plan.adopt.values.contains(where: { $0.pid == pid }) { close(fd) }
@@ -110,7 +117,7 @@ extension TreeHost {
         for (id, c) in candidates.sorted(by: { $0.key < $1.key }) {
             takeBack(id, c.run, pidfd: c.pidfd, channel: channels[c.run.pid])
         }
-        return plan.adopt
+        return (plan.adopt, restarting)
     }
 
     /// The node a name stands for when it is exactly one (a pool's name stands for several).

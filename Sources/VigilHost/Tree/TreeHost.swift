@@ -194,8 +194,8 @@ public final class TreeHost {
         adoptDescriptorsFromSystemd()
         removeStaleNotifySockets()
         resumeSafeMode()
-        let adopted = adoptSurvivors()
-        apply(tree.start(adopting: adopted, at: Instant(nanoseconds: now)))
+        let survivors = adoptSurvivors()
+        apply(tree.start(adopting: survivors.adopted, restarting: survivors.restarting, at: Instant(nanoseconds: now)))
         stopUnclaimedAdoptions()
 
         while outcome == nil {
