@@ -37,7 +37,7 @@ Steer a running tree (over its control socket):
                           stops it once that is READY; stop_first stops it first
   kill NAME [SIGNAL]      send SIGNAL (default TERM) to the child's process group
   reload                  read the topology file again (also SIGHUP): a file with
-                          problems is refused, the tree untouched; otherwise only
+                          problems is refused (exit 2), the tree untouched; otherwise only
                           changed children restart, added ones start, removed stop
 
 Capital safety:
@@ -170,7 +170,8 @@ func control(_ words: [String], timeout: Duration = .seconds(10)) -> Never {
         if !response.body.isEmpty {
             writeStderr("vigil: \(response.message.isEmpty ? "request failed" : response.message)\n" + response.body
                         + (response.body.hasSuffix("\n") ? "" : "\n"))
-            exit(ExitCode.failure)
+            // A reload refused for a bad file is bad input, as for `vigil up` and `check`.
+            exit(words.first == "reload" && response.message.hasPrefix("reload refused") ? ExitCode.usage : ExitCode.failure)
         }
         fail(response.message.isEmpty ? "request failed" : response.message)
     } catch {

@@ -217,3 +217,35 @@ struct AdoptionIntegrationTests {
         #expect(Date().timeIntervalSince(killed) >= 0.45)
     }
 }
+
+/// A forking daemon (`MAINPID=`) across a restart of vigil: its first process is long
+/// gone, its main one is taken back.
+@Suite("Re-adoption of a forking daemon", .serialized)
+struct MainPIDAdoptionTests {
+    @Test func aForkingDaemonIsTakenBackByItsMainProcess() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: daemon
+            argv: [\(NotifyIntegrationTests.sdWorker)]
+            env: {SDW_FORK: "1"}
+            readiness: notify
+            shutdown: 2s
+        """)
+        v.waitFor("ready") { $0["daemon"]?.state == "ready" }
+        v.waitFor("MAINPID taken") { _ in v.events().contains { $0.contains(" main_pid ") } }
+        let main = v.status()!["daemon"]!.pid!
+        #expect(procStat(main).map { $0.group != main } == true, "status shows the main process, not the gone first one")
+        kill(v.process.processIdentifier, SIGKILL)
+        v.process.waitUntilExit()
+        #expect(processAlive(main))
+        try v.relaunch()
+        let after = v.waitFor("taken back") { $0["daemon"]?.state == "ready" && v.events().contains { $0.contains(" adopted ") } }
+        #expect(after["daemon"]?.pid == main && after["daemon"]?.restarts == 0)
+        #expect(!v.events().contains { $0.contains("daemon") && $0.contains("ended while no vigil was running") })
+        kill(main, SIGKILL)
+        let healed = v.waitFor("restarted") { $0["daemon"]?.state == "ready" && $0["daemon"]?.pid != main && $0["daemon"]?.restarts == 1 }
+        #expect(v.interrupt() == 0)
+        if let p = healed["daemon"]?.pid { #expect(!processAlive(p)) }
+    }
+}

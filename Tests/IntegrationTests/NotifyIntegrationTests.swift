@@ -208,12 +208,13 @@ struct MainPIDIntegrationTests {
             readiness: notify
             shutdown: 2s
         """)
-        let s = v.waitFor("READY from the forked process") { $0["daemon"]?.state == "ready" }
-        let leader = s["daemon"]!.pid!
+        v.waitFor("READY from the forked process") { $0["daemon"]?.state == "ready" }
         v.waitFor("MAINPID taken") { _ in v.events().contains { $0.contains("its main process is now pid") } }
         let line = v.events().first { $0.contains("its main process is now pid") } ?? ""
         let main = Int32(line.split(separator: " ").drop { $0 != "pid" }.dropFirst().first ?? "") ?? 0
-        #expect(main > 0 && main != leader)
+        let leader = procStat(main)?.group ?? 0  // the first process, whose group the child is
+        #expect(main > 0 && leader > 0 && main != leader)
+        #expect(v.status()?["daemon"]?.pid == main, "status shows the main process, as systemctl does")
         #expect(!processAlive(leader), "the first process exited")
         Thread.sleep(forTimeInterval: 0.5)
         let still = v.waitFor("still up") { $0["daemon"]?.state == "ready" }
@@ -221,7 +222,9 @@ struct MainPIDIntegrationTests {
         #expect(processAlive(main))
         guard main > 0 else { return }
         kill(main, SIGKILL)
-        let healed = v.waitFor("restarted when its main process died") { $0["daemon"]?.state == "ready" && $0["daemon"]?.pid != leader }
+        let healed = v.waitFor("restarted when its main process died") {
+            $0["daemon"]?.state == "ready" && $0["daemon"]?.pid != main && $0["daemon"]?.restarts == 1
+        }
         #expect(healed["daemon"]?.restarts == 1)
         #expect(healed["daemon"]?.lastExit == "signal SIGKILL", "the main process's status is the child's")
         let line2 = v.events().last { $0.contains("its main process is now pid") } ?? ""

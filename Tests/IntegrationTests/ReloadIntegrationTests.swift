@@ -61,6 +61,9 @@ struct ReloadIntegrationTests {
         let answer = try v.control(["reload"])
         #expect(!answer.ok && answer.message.contains("1 problem; nothing was changed")
                 && answer.body.contains("topology.yaml:") && answer.body.contains("unknown key 'restrat'"), "\(answer)")
+        let (rc, text) = runVigil(["reload", "--runtime-dir", v.runtimeDirectory])
+        #expect(rc == 2, "a refused file is bad input, as for vigil up: \(text)")
+        #expect(text.contains("unknown key 'restrat'"))
         let s1 = v.status()!
         for n in ["a", "b", "c"] { #expect(s1[n]?.pid == s0[n]?.pid) }
         #expect(v.events().contains { $0.contains("refused") && $0.contains("the running tree is untouched") })

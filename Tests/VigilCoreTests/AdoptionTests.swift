@@ -36,6 +36,13 @@ struct AdoptionTests {
         #expect(h.tree.unclaimedAdoptions.isEmpty)
     }
 
+    @Test func anAdoptedChildsUptimeCountsFromItsOwnSpawn() {
+        var h = Harness(root: supervisor("root", [worker("a")]))
+        start(&h, adopting: ["a": Candidate(incarnation: 1, pid: 4001, wasReady: true, startedAgo: .seconds(60), readyAgo: .seconds(59))])
+        let a = h.tree.status()[h.id("a").index]
+        #expect(a.startedAt == h.now - .seconds(60) && a.readyAt == h.now - .seconds(59))
+    }
+
     @Test func anAdoptedChildThatDiesIsRestartedNormally() {
         var h = Harness(root: supervisor("root", [worker("a"), worker("b")]))
         h.tree.continueIncarnations(from: ["a": 1, "b": 1])
@@ -106,6 +113,26 @@ struct AdoptionTests {
         let c = Candidate(incarnation: 1, pid: 1, wasReady: true)
         let plan = tree.planAdoption(alive: [id("a"): c, id("c"): c], died: [id("b")])
         #expect(plan.stop.isEmpty && Set(plan.adopt.keys) == [id("a"), id("c")])
+    }
+
+    @Test func theRestartsThePreviousVigilDecidedStillCountAgainstIntensity() {
+        // max 2 in 10 s; the previous vigil restarted a twice in the last 3 s.
+        var h = Harness(root: supervisor("root", max: 2, period: .seconds(10), [worker("a"), worker("b")]))
+        h.readyOnSpawn = true
+        h.apply(h.tree.start(adopting: [h.id("a"): Candidate(incarnation: 3, pid: 4001, wasReady: true),
+                                        h.id("b"): Candidate(incarnation: 1, pid: 4002, wasReady: true)],
+                             restartHistory: [h.id("a"): [.seconds(3), .seconds(1), .seconds(30)]], at: h.now))
+        h.processes[4001] = (h.id("a"), 3)
+        h.processes[4002] = (h.id("b"), 1)
+        h.exit("b")
+        #expect(h.records(.escalate).count == 1, "the third restart within 10 s exceeds max_restarts 2")
+        // Without the history the same crash is within intensity.
+        var fresh = Harness(root: supervisor("root", max: 2, period: .seconds(10), [worker("a"), worker("b")]))
+        fresh.readyOnSpawn = true
+        fresh.apply(fresh.tree.start(adopting: [fresh.id("b"): Candidate(incarnation: 1, pid: 4002, wasReady: true)], at: fresh.now))
+        fresh.processes[4002] = (fresh.id("b"), 1)
+        fresh.exit("b")
+        #expect(fresh.records(.escalate).isEmpty)
     }
 
     @Test func unseenDeathsDoNotCountAgainstIntensity() {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Foundation
 import Testing
 import VigilCore
 @testable import VigilHost
@@ -184,5 +185,32 @@ struct JournalTests {
         print("journal append, 3 records/call x \(calls): total \(total / 1_000_000) ms, mean \(us(total / Int64(calls))) us, "
               + "p50 \(us(samples[calls / 2])) us, p99 \(us(samples[calls * 99 / 100])) us, max \(us(samples[calls - 1])) us")
         #expect(try j.events(limit: 1).first?.kind == "spawned")
+    }
+
+    @Test func aVersion1JournalIsMigratedAndKeepsItsRuns() throws {
+        let dir = journalTempDir()
+        defer { removeTree(dir) }
+        let path = dir + "/journal.db"
+        // A journal as the previous release wrote it: schema 1, runs without main_pid.
+        let sql = """
+            CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE events(id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, kind TEXT NOT NULL, node TEXT NOT NULL,
+                                pid INTEGER NULL, incarnation INTEGER NULL, detail TEXT NOT NULL);
+            CREATE TABLE runs(node TEXT NOT NULL, incarnation INTEGER NOT NULL, pid INTEGER NULL, started_ns INTEGER NOT NULL,
+                              ready_ns INTEGER NULL, exited_ns INTEGER NULL, exit TEXT NULL, PRIMARY KEY(node, incarnation)) WITHOUT ROWID;
+            CREATE TABLE vigil_starts(id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, at_ns INTEGER NOT NULL, topology TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            INSERT INTO runs(node, incarnation, pid, started_ns) VALUES ('daemon', 3, 4242, 1000);
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        p.arguments = [path, sql]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let j = try Journal(path: path)
+        try j.append([Record(.mainPID, node: "daemon", pid: 4243, incarnation: 3)], at: 2000)
+        let run = try j.runs(node: "daemon", limit: 1).first
+        #expect(run?.pid == 4242 && run?.mainPID == 4243 && run?.isRunning == true)
     }
 }

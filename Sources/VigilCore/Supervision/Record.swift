@@ -80,6 +80,8 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case adopted
     /// A child said READY.
     case ready
+    /// A child named its main process with `MAINPID=` (pid: the main process).
+    case mainPID = "main_pid"
     /// A child's process group is gone (detail: exit status).
     case exited
     /// A child could not be spawned.

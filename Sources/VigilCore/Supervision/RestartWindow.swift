@@ -15,4 +15,9 @@ public struct RestartWindow: Hashable, Sendable {
     }
 
     public mutating func reset() { restarts.removeAll() }
+
+    /// Restarts decided before this window existed (by the vigil this one took over from).
+    public mutating func carry(_ earlier: [Instant]) {
+        restarts = (restarts + earlier).sorted()
+    }
 }

@@ -10,11 +10,17 @@ extension SupervisionTree {
         public var pid: Int32
         /// It had said READY (the journal's run has a ready time).
         public var wasReady: Bool
+        /// How long ago it was spawned and said READY (from the journal), so its uptime
+        /// and backoff reset count from its own start, not from its adoption.
+        public var startedAgo: Duration
+        public var readyAgo: Duration?
 
-        public init(incarnation: UInt64, pid: Int32, wasReady: Bool) {
+        public init(incarnation: UInt64, pid: Int32, wasReady: Bool, startedAgo: Duration = .zero, readyAgo: Duration? = nil) {
             self.incarnation = incarnation
             self.pid = pid
             self.wasReady = wasReady
+            self.startedAgo = startedAgo
+            self.readyAgo = readyAgo
         }
     }
 
@@ -75,11 +81,17 @@ extension SupervisionTree {
     /// vigil saw them, with why: for them this start is a restart, so a guarded one goes
     /// through safe mode and the guardian like any guarded restart (not counted against
     /// intensity, as `planAdoption` says).
+    ///
+    /// `restartHistory` (how long ago each restart the previous vigil decided was, by the
+    /// child that failed) goes into the supervisors' intensity windows when anything is
+    /// adopted: the tree lives on, so a crash loop must not escape its intensity by way of
+    /// a vigil restart.
     public mutating func start(adopting adopted: [NodeID: AdoptionCandidate], restarting: [NodeID: String] = [:],
-                               at now: Instant) -> [Effect] {
+                               restartHistory: [NodeID: [Duration]] = [:], at now: Instant) -> [Effect] {
         adoptions = adopted.filter { nodes[$0.key.index].worker != nil }
         unseenRestarts = restarting.filter { nodes[$0.key.index].worker?.guarded == true && adopted[$0.key] == nil }
         let effects = handle(.start, at: now)
+        if !adopted.isEmpty { carryRestarts(restartHistory) }
         unclaimedAdoptions = adoptions
         adoptions = [:]
         return effects
@@ -93,14 +105,14 @@ extension SupervisionTree {
         nodes[i].incarnation = a.incarnation
         nodes[i].lastIncarnation = max(nodes[i].lastIncarnation, a.incarnation)
         nodes[i].pid = a.pid
-        nodes[i].startedAt = now
+        nodes[i].startedAt = now - max(.zero, a.startedAgo)
         nodes[i].watchdogLimit = nodes[i].worker?.watchdog
         nodes[i].watchdogGraceUsed = false
         nodes[i].readyDeadline = nil
         nodes[i].stopDeadline = nil
         if a.wasReady {
             nodes[i].state = .running
-            nodes[i].readyAt = now
+            nodes[i].readyAt = now - max(.zero, a.readyAgo ?? .zero)
             nodes[i].lastHeartbeat = now
             if let watchdog = nodes[i].watchdogLimit {
                 timers.schedule(.watchdog(id, incarnation: a.incarnation), at: now + watchdog)
@@ -113,6 +125,15 @@ extension SupervisionTree {
             timers.schedule(.readyTimeout(id, incarnation: a.incarnation), at: now + timeout)
         }
         emit(.adopted, id, detail: "incarnation \(a.incarnation), left running by the previous vigil: taken back \(a.wasReady ? "READY" : "starting (no READY yet)")")
+    }
+
+    /// Puts the previous vigil's recent restarts into the intensity windows they counted in.
+    mutating func carryRestarts(_ history: [NodeID: [Duration]]) {
+        for (id, ages) in history {
+            guard let parent = nodes[id.index].parent, case .supervisor(let spec) = nodes[parent.index].kind else { continue }
+            let recent = ages.filter { $0 >= .zero && $0 < spec.intensity.period }.map { now - $0 }
+            nodes[parent.index].window.carry(recent)
+        }
     }
 
     /// In `reconcile`, instead of a spawn: a guarded child that ended while no vigil ran

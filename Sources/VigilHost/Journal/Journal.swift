@@ -78,10 +78,12 @@ public struct ChildRun: Hashable, Sendable {
     public var exitedNanoseconds: Int64?
     /// The exit record's detail (`exit 1`, `signal SIGKILL`, `spawn failed (errno 2)`).
     public var exit: String?
+    /// The process it named with `MAINPID=`, if it did.
+    public var mainPID: Int32?
 
     /// Builds a run (for formatting code and its tests; the journal makes its own).
     public init(node: String, incarnation: UInt64, pid: Int32?, startedNanoseconds: Int64,
-                readyNanoseconds: Int64?, exitedNanoseconds: Int64?, exit: String?) {
+                readyNanoseconds: Int64?, exitedNanoseconds: Int64?, exit: String?, mainPID: Int32? = nil) {
         self.node = node
         self.incarnation = incarnation
         self.pid = pid
@@ -89,6 +91,7 @@ public struct ChildRun: Hashable, Sendable {
         self.readyNanoseconds = readyNanoseconds
         self.exitedNanoseconds = exitedNanoseconds
         self.exit = exit
+        self.mainPID = mainPID
     }
 
     /// Still alive as far as the journal knows.
@@ -105,7 +108,7 @@ public struct ChildRun: Hashable, Sendable {
 /// Not thread-safe: one instance belongs to one thread (vigil's event loop, or the CLI).
 public final class Journal {
     /// The schema this build writes. Bump with a migration in `migrate()`.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// The database file.
     public let path: String
@@ -306,10 +309,23 @@ public final class Journal {
         return out.reversed()
     }
 
+    /// When each restart decision since `wallNanoseconds` was journaled, by node (the child
+    /// that failed): what a new vigil that adopts the tree carries into intensity windows.
+    public func restartDecisions(since wallNanoseconds: Int64) throws(JournalError) -> [String: [Int64]] {
+        var out: [String: [Int64]] = [:]
+        try run("SELECT node, at_ns FROM events WHERE kind = 'restart' AND at_ns >= ? ORDER BY id") { (s) throws(JournalError) in
+            sqlite3_bind_int64(s, 1, wallNanoseconds)
+            while try step(s, expectRow: true) {
+                out[text(s, 0) ?? "", default: []].append(sqlite3_column_int64(s, 1))
+            }
+        }
+        return out
+    }
+
     /// The last `limit` child runs (optionally of one node), ordered by start time,
     /// newest last.
     public func runs(node: String?, limit: Int) throws(JournalError) -> [ChildRun] {
-        let columns = "node, incarnation, pid, started_ns, ready_ns, exited_ns, exit"
+        let columns = "node, incarnation, pid, started_ns, ready_ns, exited_ns, exit, main_pid"
         let sql = node == nil
             ? "SELECT \(columns) FROM runs ORDER BY started_ns DESC, incarnation DESC LIMIT ?"
             : "SELECT \(columns) FROM runs WHERE node = ? ORDER BY started_ns DESC, incarnation DESC LIMIT ?"
@@ -326,7 +342,8 @@ public final class Journal {
                     startedNanoseconds: sqlite3_column_int64(s, 3),
                     readyNanoseconds: int(s, 4),
                     exitedNanoseconds: int(s, 5),
-                    exit: text(s, 6)))
+                    exit: text(s, 6),
+                    mainPID: int(s, 7).map { Int32(truncatingIfNeeded: $0) }))
             }
         }
         return out.reversed()
@@ -386,6 +403,7 @@ public final class Journal {
                         ready_ns INTEGER NULL,
                         exited_ns INTEGER NULL,
                         exit TEXT NULL,
+                        main_pid INTEGER NULL,
                         PRIMARY KEY(node, incarnation)) WITHOUT ROWID;
                     CREATE INDEX IF NOT EXISTS runs_by_start ON runs(started_ns);
                     CREATE TABLE IF NOT EXISTS vigil_starts(
@@ -394,6 +412,12 @@ public final class Journal {
                         at_ns INTEGER NOT NULL,
                         topology TEXT NOT NULL);
                     INSERT INTO meta(key, value) VALUES ('schema_version', '\(Self.schemaVersion)');
+                    """)
+            } else if stored == 1 {
+                // 2: runs.main_pid, a forking daemon's MAINPID=, so a new vigil can adopt it.
+                try exec("""
+                    ALTER TABLE runs ADD COLUMN main_pid INTEGER NULL;
+                    UPDATE meta SET value = '2' WHERE key = 'schema_version';
                     """)
             }
             try exec("COMMIT")
@@ -446,6 +470,14 @@ public final class Journal {
             }
         case .ready:
             try updateRun(r, set: "ready_ns = ?1", at: ns, exit: nil)
+        case .mainPID:
+            guard let inc = r.incarnation, let main = r.pid else { return }
+            try run("UPDATE runs SET main_pid = ? WHERE node = ? AND incarnation = ?") { (s) throws(JournalError) in
+                sqlite3_bind_int64(s, 1, Int64(main))
+                sqlite3_bind_text(s, 2, r.node, -1, Self.transient)
+                sqlite3_bind_int64(s, 3, Int64(bitPattern: inc))
+                try step(s, expectRow: false)
+            }
         case .exited:
             try updateRun(r, set: "exited_ns = ?1, exit = ?2", at: ns, exit: r.detail)
         case .spawnFailed:

@@ -10,7 +10,7 @@ enum SyslogPriority: Int, Sendable {
     /// is info.
     static func of(_ record: Record) -> SyslogPriority {
         switch record.kind {
-        case .spawned, .adopted, .ready, .terminate, .guardianAsked, .handoff, .fdStore, .report:
+        case .spawned, .adopted, .ready, .mainPID, .terminate, .guardianAsked, .handoff, .fdStore, .report:
             return .info
         case .exited:
             // "exit 0 after 3.2s" ended on its own terms; a signal or another status is a crash.

@@ -17,7 +17,12 @@ enum Leftovers {
     /// A run from the journal whose process is still alive.
     struct StaleRun {
         var run: ChildRun
+        /// The run's process group (its first process's pid, alive or not).
         var pid: Int32
+        /// Its `MAINPID=` process when alive (the first one may be gone).
+        var mainPID: Int32? = nil
+        /// The process that stands for the run: its main one, else its first.
+        var processPID: Int32 { mainPID ?? pid }
     }
 
     /// What the previous vigil left: per child, its latest open run, alive (`current`) or
@@ -41,8 +46,11 @@ enum Leftovers {
         for (node, runs) in open.sorted(by: { $0.key < $1.key }) {
             var alive: [StaleRun] = []
             for run in runs.sorted(by: { $0.incarnation > $1.incarnation }) {
+                let main = vouchedMainPID(run)
                 if let pid = vouchedPID(run) {
-                    alive.append(StaleRun(run: run, pid: pid))
+                    alive.append(StaleRun(run: run, pid: pid, mainPID: main))
+                } else if let main, let pgid = run.pid {
+                    alive.append(StaleRun(run: run, pid: pgid, mainPID: main))  // a forking daemon
                 } else {
                     survey.ended.append(run)
                     if let pgid = run.pid, groupBelongs(pgid, to: run) { survey.remnants.append(StaleRun(run: run, pid: pgid)) }
@@ -63,16 +71,11 @@ enum Leftovers {
     static func groupBelongs(_ pgid: Int32, to run: ChildRun) -> Bool {
         guard pgid > 1, !(kill(-pgid, 0) != 0 && errno == ESRCH), let dir = opendir("/proc") else { return false }
         defer { closedir(dir) }
-        let name = Array("\(ChildEnvironment.name)=\(run.node)".utf8)
-        let incarnation = Array("\(ChildEnvironment.incarnation)=\(run.incarnation)".utf8)
         while let entry = readdir(dir) {
             let text = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            guard let pid = Int32(text), let stat = ProcStat.read(pid: pid), stat.processGroup == pgid,
-                  let environ = environment(of: pid) else { continue }
-            let variables = environ.split(separator: 0)
-            if variables.contains(where: { $0.elementsEqual(name) }) && variables.contains(where: { $0.elementsEqual(incarnation) }) {
+            if let pid = Int32(text), let stat = ProcStat.read(pid: pid), stat.processGroup == pgid, carriesRun(pid, run) {
                 return true
             }
         }
@@ -88,6 +91,24 @@ enum Leftovers {
         let started = boot + stat.startTicks * 1_000_000_000 / ticks
         // Clock ticks are 10 ms; the journal records the spawn within milliseconds of it.
         return abs(started - run.startedNanoseconds) < 500_000_000 ? pid : nil
+    }
+
+    /// The run's `MAINPID=` process if it still lives in the run's group and carries the
+    /// run's name and incarnation (its start time is not in the journal; its environment,
+    /// inherited from the child vigil spawned, is the proof).
+    static func vouchedMainPID(_ run: ChildRun) -> Int32? {
+        guard let main = run.mainPID, main > 1, let pgid = run.pid, let stat = ProcStat.read(pid: main),
+              stat.processGroup == pgid, carriesRun(main, run) else { return nil }
+        return main
+    }
+
+    /// Whether `pid`'s environment has the run's `VIGIL_NAME` and `VIGIL_INCARNATION`.
+    static func carriesRun(_ pid: Int32, _ run: ChildRun) -> Bool {
+        guard let environ = environment(of: pid) else { return false }
+        let variables = environ.split(separator: 0)
+        let name = Array("\(ChildEnvironment.name)=\(run.node)".utf8)
+        let incarnation = Array("\(ChildEnvironment.incarnation)=\(run.incarnation)".utf8)
+        return variables.contains(where: { $0.elementsEqual(name) }) && variables.contains(where: { $0.elementsEqual(incarnation) })
     }
 
     /// True when no process of group `pgid` is left but zombies (whose parent, not vigil,

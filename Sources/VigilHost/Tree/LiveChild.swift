@@ -24,6 +24,9 @@ struct LiveChild {
     /// For a process adopted from a previous vigil (not vigil's child, so no SIGCHLD):
     /// the pidfd that tells its exit; -1 otherwise.
     var pidfd: Int32 = -1
+    /// Taken back from a previous vigil: not vigil's child, so its group is watched by
+    /// polling (no SIGCHLD) once its process has exited.
+    var adopted = false
     /// The process the child named with `MAINPID=` (a forking daemon's real one), when it
     /// is not `pid`: its exit, not the leader's, ends the child; and its pidfd.
     var mainPID: Int32?

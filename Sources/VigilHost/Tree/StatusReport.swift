@@ -26,7 +26,10 @@ struct StatusReport {
         vigilPID = getpid()
         uptime = .nanoseconds(t - host.startedAt)
         rows = host.tree.status(at: now).map { s in
-            Row(status: s, workerStatus: host.live[s.id]?.statusText)
+            var s = s
+            // A forking daemon's PID is its main process (MAINPID=), as systemctl shows it.
+            if let main = host.live[s.id]?.mainPID, host.live[s.id]?.pid == s.pid { s.pid = main }
+            return Row(status: s, workerStatus: host.live[s.id]?.statusText)
         }
     }
 

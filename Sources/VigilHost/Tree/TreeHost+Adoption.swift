@@ -60,7 +60,8 @@ extension TreeHost {
                 restarting[id] = "it was left running by the previous vigil and stopped (adopt_window is 0s)"
                 continue
             }
-            let pidfd = vigil_pidfd_open(s.pid)
+            // The pidfd that tells the child's end: its main process's (MAINPID=) or its own.
+            let pidfd = vigil_pidfd_open(s.processPID)
             guard pidfd >= 0 else {  // gone since the survey
                 records.append(Record(.exited, node: name, pid: s.pid, incarnation: s.run.incarnation,
                                       detail: "exit status unknown: it ended while vigil was starting"))
@@ -74,16 +75,16 @@ extension TreeHost {
         var channels: [Int32: Int32] = [:]
         if !candidates.isEmpty {
             let expected = Dictionary(uniqueKeysWithValues: candidates.map {
-                ($0.value.run.pid, AdoptionSocket.Expected(name: tree.name(of: $0.key), incarnation: $0.value.run.run.incarnation))
+                ($0.value.run.processPID, AdoptionSocket.Expected(name: tree.name(of: $0.key), incarnation: $0.value.run.run.incarnation))
             })
-            let required = Set(candidates.filter { tree.workerSpec(of: $0.key)?.readiness == .channel }.map(\.value.run.pid))
+            let required = Set(candidates.filter { tree.workerSpec(of: $0.key)?.readiness == .channel }.map(\.value.run.processPID))
             let found = AdoptionSocket.collect(at: configuration.paths.adoptSocket, expected: expected, required: required,
                                                until: now + Self.reconnectionWait.nanoseconds)
             for why in found.refused {
                 log.note("adoption socket: refused \(why)", .warning)
             }
             channels = found.channels
-            for (id, c) in candidates where required.contains(c.run.pid) && channels[c.run.pid] == nil {
+            for (id, c) in candidates where required.contains(c.run.processPID) && channels[c.run.processPID] == nil {
                 stop.append((c.run, "it did not reconnect within \(Self.reconnectionWait) (a worker on the native channel is supervised through it)"))
                 died.insert(id)
                 restarting[id] = "it did not reconnect to the new vigil and was stopped"
@@ -92,9 +93,12 @@ extension TreeHost {
             }
         }
 
+        let wall = vigil_realtime_ns()
         let plan = tree.planAdoption(
             alive: candidates.mapValues {
-                .init(incarnation: $0.run.run.incarnation, pid: $0.run.pid, wasReady: $0.run.run.readyNanoseconds != nil)
+                .init(incarnation: $0.run.run.incarnation, pid: $0.run.pid, wasReady: $0.run.run.readyNanoseconds != nil,
+                      startedAgo: .nanoseconds(wall - $0.run.run.startedNanoseconds),
+                      readyAgo: $0.run.run.readyNanoseconds.map { .nanoseconds(wall - $0) })
             }, died: died)
         for (id, why) in plan.stop.sorted(by: { $0.key < $1.key }) {
             guard let c = candidates.removeValue(forKey: id) else { continue }
@@ -102,7 +106,8 @@ extension TreeHost {
             restarting[id] = why
             close(c.pidfd)
         }
-        for (pid, fd) in channels where !plan.adopt.values.contains(where: { $0.pid == pid }) { close(fd) }
+        let adoptedPIDs = Set(candidates.values.map(\.run.processPID))
+        for (pid, fd) in channels where !adoptedPIDs.contains(pid) { close(fd) }
 
         records += stop.map {
             Record(.terminate, node: $0.run.run.node, pid: $0.run.pid, incarnation: $0.run.run.incarnation,
@@ -115,9 +120,21 @@ extension TreeHost {
                                             detail: "stopped: left running by the previous vigil, not adopted")) })
         }
         for (id, c) in candidates.sorted(by: { $0.key < $1.key }) {
-            takeBack(id, c.run, pidfd: c.pidfd, channel: channels[c.run.pid])
+            takeBack(id, c.run, pidfd: c.pidfd, channel: channels[c.run.processPID])
         }
         return (plan.adopt, restarting)
+    }
+
+    /// The previous vigil's restart decisions of the last day, as how long ago, by child.
+    func recentRestartDecisions() -> [NodeID: [Duration]] {
+        let wall = vigil_realtime_ns()
+        guard let byName = try? journal.restartDecisions(since: wall - 86_400_000_000_000) else { return [:] }
+        var out: [NodeID: [Duration]] = [:]
+        for (name, times) in byName {
+            guard let id = single(named: name) else { continue }
+            out[id] = times.map { .nanoseconds(wall - $0) }
+        }
+        return out
     }
 
     /// The node a name stands for when it is exactly one (a pool's name stands for several).
@@ -130,7 +147,15 @@ extension TreeHost {
     private func takeBack(_ id: NodeID, _ s: Leftovers.StaleRun, pidfd: Int32, channel: Int32?) {
         let name = tree.name(of: id)
         var child = LiveChild(node: id, incarnation: s.run.incarnation, pid: s.pid, channel: channel ?? -1)
-        child.pidfd = pidfd
+        child.adopted = true
+        if let main = s.mainPID, main != s.pid {
+            // A forking daemon: the pidfd is its main process's, which ends the child.
+            child.mainPID = main
+            child.mainPidfd = pidfd
+            nodeByMainPID[main] = id
+        } else {
+            child.pidfd = pidfd
+        }
         do { try loop.register(pidfd, as: .pidfd(pidfd)) } catch {
             log.note("cannot watch the adopted \(name) (pid \(s.pid)) for its exit: \(error)", .error)
         }
@@ -143,7 +168,7 @@ extension TreeHost {
             }
         }
         // Its stdout and stderr are one pipe (fd 1 and 2): a new read end through /proc.
-        let output = vigil_open_pipe_of(s.pid, 1)
+        let output = vigil_open_pipe_of(s.processPID, 1)
         if output >= 0 && vigil_is_pipe(output) == 1 {
             child.output = output
             nodeByOutput[output] = id

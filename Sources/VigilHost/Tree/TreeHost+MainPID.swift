@@ -46,7 +46,8 @@ extension TreeHost {
             log.note("cannot watch the main process \(main) of \(name): \(error)", .error)
         }
         store(c)
-        note(child, sender, "its main process is now pid \(main) (MAINPID=): the child lives as long as it does")
+        apply([.record(Record(.mainPID, node: name, pid: main, incarnation: child.incarnation,
+                              detail: "its main process is now pid \(main) (MAINPID=, sent by \(sender)): the child lives as long as it does"))])
     }
 
     private func note(_ child: LiveChild, _ sender: Int32, _ detail: String) {
@@ -88,9 +89,15 @@ extension TreeHost {
         forgetMain(&c)
         c.mainPID = main  // kept until the group is gone, so the leader's exit stays no exit
         store(c)
+        let stopping = tree.isBeingStopped(child.node, incarnation: child.incarnation)
+        if child.adopted {
+            // Not vigil's children: no SIGCHLD will tell when the group is empty; poll.
+            if !stopping { _ = kill(-child.pid, SIGKILL) }
+            if Leftovers.groupIsGone(child.pid) { groupGone(child.pid, status) } else { drainingAdopted.insert(child.pid) }
+            return
+        }
         var gone: [Reaper.GroupExit] = []
-        let remnants: Reaper.Remnants = tree.isBeingStopped(child.node, incarnation: child.incarnation) ? .await : .kill
-        reaper.end(child.pid, status, remnants, into: &gone)
+        reaper.end(child.pid, status, stopping ? .await : .kill, into: &gone)
         for exit in gone { groupGone(exit.pgid, exit.status) }
     }
 

@@ -195,7 +195,8 @@ public final class TreeHost {
         removeStaleNotifySockets()
         resumeSafeMode()
         let survivors = adoptSurvivors()
-        apply(tree.start(adopting: survivors.adopted, restarting: survivors.restarting, at: Instant(nanoseconds: now)))
+        apply(tree.start(adopting: survivors.adopted, restarting: survivors.restarting,
+                         restartHistory: recentRestartDecisions(), at: Instant(nanoseconds: now)))
         stopUnclaimedAdoptions()
 
         while outcome == nil {
