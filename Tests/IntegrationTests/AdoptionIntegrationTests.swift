@@ -117,6 +117,9 @@ struct AdoptionIntegrationTests {
         let events = v.events()
         #expect(events.contains { $0.contains(" exited ") && $0.contains("db") && $0.contains("ended while no vigil was running") })
         #expect(events.contains { $0.contains(" terminate ") && $0.contains("cache") && $0.contains("rest_for_one supervisor data: db died while no vigil was running") })
+        // What the stopped cache wrote while no vigil ran is in its log, not lost.
+        let (_, logs) = runVigil(["logs", "--runtime-dir", v.runtimeDirectory, "cache", "-n", "200"])
+        #expect(logs.contains("waiting up to"), "\(logs)")
         #expect(v.interrupt() == 0)
     }
 

@@ -115,7 +115,12 @@ extension TreeHost {
         }
         if !records.isEmpty { apply(records.map { .record($0) }) }
         if !stop.isEmpty {
+            // What they write until they are gone (a farewell on SIGTERM) is kept too.
+            let outputs = stop.map { vigil_open_pipe_of($0.run.processPID, 1) }
             Leftovers.stop(stop.map(\.run), grace: .seconds(5))
+            for (s, fd) in zip(stop, outputs) where fd >= 0 {
+                drainLeftoverOutput(fd, of: s.run.run.node, pid: s.run.processPID)
+            }
             apply(stop.map { .record(Record(.exited, node: $0.run.run.node, pid: $0.run.pid, incarnation: $0.run.run.incarnation,
                                             detail: "stopped: left running by the previous vigil, not adopted")) })
         }
@@ -135,6 +140,22 @@ extension TreeHost {
             out[id] = times.map { .nanoseconds(wall - $0) }
         }
         return out
+    }
+
+    /// Reads a stopped leftover's output pipe to its end into its log, then closes it.
+    private func drainLeftoverOutput(_ fd: Int32, of name: String, pid: Int32) {
+        defer { close(fd) }
+        guard vigil_is_pipe(fd) == 1 else { return }
+        var lines = LineAssembler()
+        for _ in 0..<1024 {
+            let n = outputBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { break }  // end, or nothing more (EAGAIN: a writer is left)
+            let wall = vigil_realtime_ns()
+            outputBuffer.withUnsafeBytes { raw in
+                lines.feed(UnsafeRawBufferPointer(rebasing: raw[0..<n])) { emitOutput($0, of: name, pid: pid, at: wall) }
+            }
+        }
+        lines.flush { emitOutput($0, of: name, pid: pid, at: vigil_realtime_ns()) }
     }
 
     /// The node a name stands for when it is exactly one (a pool's name stands for several).

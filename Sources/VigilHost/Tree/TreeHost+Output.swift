@@ -61,7 +61,7 @@ extension TreeHost {
 
     /// One line: to the child's log file, and to vigil's log (`VigilLog.childLine`: on
     /// stderr with the child's name in front, or a journald entry under the child's name).
-    private func emitOutput(_ line: ArraySlice<UInt8>, of name: String, pid: Int32, at wall: Int64) {
+    func emitOutput(_ line: ArraySlice<UInt8>, of name: String, pid: Int32, at wall: Int64) {
         childLogs.append(name, pid: pid, line: line, at: wall)
         let text = String(decoding: line, as: UTF8.self)
         log.childLine(text, child: name, pid: pid)
