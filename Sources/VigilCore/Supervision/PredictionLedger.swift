@@ -52,7 +52,7 @@ public struct PredictionLedger: Hashable, Sendable {
         }
     }
 
-    public private(set) var open: [UInt64: Entry] = [:]
+    public private(set) var unsettled: [UInt64: Entry] = [:]
     private var lastID: UInt64 = 0
 
     public init() {}
@@ -61,41 +61,41 @@ public struct PredictionLedger: Hashable, Sendable {
     /// (a predictor repeating itself is not a second forecast): then nil.
     public mutating func open(worker: String, incarnation: UInt64, model: String, action: PredictionAction,
                               horizon: Duration, at now: Instant) -> Entry? {
-        if open.values.contains(where: { $0.worker == worker && $0.incarnation == incarnation && $0.model == model }) {
+        if unsettled.values.contains(where: { $0.worker == worker && $0.incarnation == incarnation && $0.model == model }) {
             return nil
         }
         lastID += 1
         let e = Entry(id: lastID, worker: worker, incarnation: incarnation, model: model, action: action,
                       madeAt: now, deadline: now + horizon)
-        open[e.id] = e
+        unsettled[e.id] = e
         return e
     }
 
     public mutating func markActed(_ id: UInt64) {
-        open[id]?.acted = true
+        unsettled[id]?.acted = true
     }
 
     /// The worker failed: every forecast open for it is confirmed; with none, a miss.
     public mutating func failed(worker: String, at now: Instant) -> [Outcome] {
-        let settled = open.values.filter { $0.worker == worker }.sorted { $0.id < $1.id }
+        let settled = unsettled.values.filter { $0.worker == worker }.sorted { $0.id < $1.id }
         guard !settled.isEmpty else {
             return [Outcome(verdict: .missed, worker: worker, entry: nil, how: "unforecast", lead: .zero)]
         }
-        for e in settled { open[e.id] = nil }
+        for e in settled { unsettled[e.id] = nil }
         return settled.map { Outcome(verdict: .confirmed, worker: worker, entry: $0, how: "failed", lead: now.duration(since: $0.madeAt)) }
     }
 
     /// A new incarnation of the worker is READY: forecasts acted on for an earlier one are
     /// confirmed as forestalled (it was replaced before it failed).
     public mutating func replaced(worker: String, incarnation: UInt64, at now: Instant) -> [Outcome] {
-        let settled = open.values.filter { $0.worker == worker && $0.acted && $0.incarnation < incarnation }.sorted { $0.id < $1.id }
-        for e in settled { open[e.id] = nil }
+        let settled = unsettled.values.filter { $0.worker == worker && $0.acted && $0.incarnation < incarnation }.sorted { $0.id < $1.id }
+        for e in settled { unsettled[e.id] = nil }
         return settled.map { Outcome(verdict: .confirmed, worker: worker, entry: $0, how: "forestalled", lead: now.duration(since: $0.madeAt)) }
     }
 
     /// The forecast's horizon has passed: refuted, if it is still open.
     public mutating func expire(_ id: UInt64, at now: Instant) -> Outcome? {
-        guard let e = open.removeValue(forKey: id) else { return nil }
+        guard let e = unsettled.removeValue(forKey: id) else { return nil }
         return Outcome(verdict: .refuted, worker: e.worker, entry: e, how: "expired", lead: now.duration(since: e.madeAt))
     }
 }

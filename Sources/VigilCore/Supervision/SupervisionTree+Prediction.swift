@@ -168,7 +168,7 @@ extension SupervisionTree {
     }
 
     /// Forecasts not settled yet (for `vigil status` and tests).
-    public var openForecasts: [PredictionLedger.Entry] { ledger.open.values.sorted { $0.id < $1.id } }
+    public var openForecasts: [PredictionLedger.Entry] { ledger.unsettled.values.sorted { $0.id < $1.id } }
 }
 
 /// What the predictor advises about a worker it forecasts to fail.
