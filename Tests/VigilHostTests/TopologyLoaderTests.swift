@@ -544,6 +544,43 @@ struct TopologyLoaderTests {
         ])
     }
 
+    @Test func memoryLimitTakesASizeWithAUnit() throws {
+        let t = try LoaderFixture.loader.load(text: """
+            name: t
+            children:
+              - worker: a
+                argv: [true]
+                memory_limit: 256MiB
+              - worker: b
+                argv: [true]
+            """, file: "/etc/t.yaml").get()
+        #expect(workers(t.root)["a"]?.memoryLimit == 256 << 20)
+        #expect(workers(t.root)["b"]?.memoryLimit == nil)
+        #expect(LoaderFixture.load("""
+            name: t
+            children:
+              - worker: a
+                argv: [true]
+                memory_limit: 256
+              - worker: b
+                argv: [true]
+                memory_limit: 512KiB
+              - worker: c
+                argv: [true]
+                memory_limit: lots
+              - supervisor: s
+                memory_limit: 1GiB
+                children:
+                  - worker: d
+                    argv: [true]
+            """) == [
+            "/etc/vigil/t.yaml:5:19: memory_limit: expected a size like 256MiB or 2GiB, got '256' (a number needs a unit: 256MiB?)",
+            "/etc/vigil/t.yaml:8:19: memory_limit: 512KiB is too small to run a process in; at least 1MiB",
+            "/etc/vigil/t.yaml:11:19: memory_limit: expected a size like 256MiB or 2GiB, got 'lots'",
+            "/etc/vigil/t.yaml:13:5: unknown key 'memory_limit' in supervisor 's': memory_limit is a worker setting: put it on the workers under this supervisor, or in defaults: (expected one of: backoff, children, max_restarts, period, strategy, supervisor)",
+        ])
+    }
+
     @Test func aliasesAreExpanded() throws {
         let t = try LoaderFixture.loader.load(text: """
             name: trading
