@@ -104,6 +104,9 @@ public enum AdviceAction: UInt8, Hashable, Sendable, CaseIterable {
 /// `model`'s reckoning.
 public struct Advice: Hashable, Sendable {
     public var worker: String
+    /// The process the forecast is about: a forecast that arrives after it is gone is
+    /// about nothing (its replacement starts from a fresh heap).
+    public var pid: Int32
     public var action: AdviceAction
     public var model: String
     public var forecastMillis: UInt64
@@ -111,9 +114,10 @@ public struct Advice: Hashable, Sendable {
     public var horizonMillis: UInt64
     public var reason: String
 
-    public init(worker: String, action: AdviceAction, model: String, forecastMillis: UInt64,
+    public init(worker: String, pid: Int32, action: AdviceAction, model: String, forecastMillis: UInt64,
                 horizonMillis: UInt64, reason: String) {
         self.worker = worker
+        self.pid = pid
         self.action = action
         self.model = model
         self.forecastMillis = forecastMillis
@@ -171,6 +175,7 @@ extension Frame {
         case .advice(let a):
             w.byte(Kind.advice.rawValue)
             try w.string(a.worker)
+            w.integer(UInt32(bitPattern: a.pid))
             w.byte(a.action.rawValue)
             try w.string(a.model)
             w.integer(a.forecastMillis)
@@ -242,12 +247,12 @@ extension Frame {
                                         memoryLimitKiB: limit, heartbeatJitterMicros: jitter))
         case .advice:
             let worker = try r.string(kind: raw)
-            guard let a = r.byte() else { throw .truncated(kind: raw) }
+            guard let pid: UInt32 = r.integer(), let a = r.byte() else { throw .truncated(kind: raw) }
             guard let action = AdviceAction(rawValue: a) else { throw .invalidField(kind: raw, "advice action \(a)") }
             let model = try r.string(kind: raw)
             guard let forecast: UInt64 = r.integer(), let horizon: UInt64 = r.integer() else { throw .truncated(kind: raw) }
             let reason = try r.string(kind: raw)
-            self = .advice(Advice(worker: worker, action: action, model: model, forecastMillis: forecast,
+            self = .advice(Advice(worker: worker, pid: Int32(bitPattern: pid), action: action, model: model, forecastMillis: forecast,
                                   horizonMillis: horizon, reason: reason))
         case .notice:
             let key = try r.string(kind: raw)

@@ -87,7 +87,7 @@ worker.onMessage { frame in
             case .prediction(let p):
                 let action: AdviceAction = adviseOnly || p.action == .watch ? .watch : .restart
                 worker.log("FORECAST worker=\(p.worker) pid=\(p.pid) model=\(p.model) fails in \(short(p.secondsToFailure))s; advising \(action.name): \(p.reason)")
-                worker.advise(Advice(worker: p.worker, action: action, model: p.model,
+                worker.advise(Advice(worker: p.worker, pid: p.pid, action: action, model: p.model,
                                      forecastMillis: UInt64(max(0, min(p.secondsToFailure, 86_400)) * 1000),
                                      horizonMillis: UInt64(horizonSeconds * 1000), reason: p.reason))
             }

@@ -61,7 +61,7 @@ struct PredictionTests {
         #expect(details(h).last?.hasPrefix("outcome=confirmed id=1 model=rss-theil-sen action=restart how=forestalled") == true)
         #expect(h.tree.openForecasts.isEmpty)
         // Its horizon passing later settles nothing twice.
-        h.advance(.seconds(31))
+        h.advance(.seconds(41))
         #expect(details(h).filter { $0.hasPrefix("outcome=") }.count == 1)
     }
 
@@ -70,8 +70,11 @@ struct PredictionTests {
         h.start()
         h.send(.advice(from: h.id("predictor"), Self.advice("plain", .watch, model: "restart-rate", horizon: .seconds(10))))
         #expect(plannedHandoffs(h).isEmpty)
-        h.advance(.seconds(10))
-        #expect(details(h).last?.hasPrefix("outcome=refuted id=1 model=restart-rate action=watch how=expired lead=10.000s") == true)
+        // The horizon, plus two sample intervals (5 s by default) for the sampler to see it.
+        h.advance(.seconds(19))
+        #expect(!details(h).contains { $0.hasPrefix("outcome=") })
+        h.advance(.seconds(1))
+        #expect(details(h).last?.hasPrefix("outcome=refuted id=1 model=restart-rate action=watch how=expired lead=20.000s") == true)
         h.send(.advice(from: h.id("predictor"), Self.advice("plain", .watch, model: "restart-rate", horizon: .seconds(10))))
         h.advance(.seconds(4))
         h.exit("plain", .exited(1))
@@ -114,6 +117,18 @@ struct PredictionTests {
         q = h.log.compactMap { if case .askGuardian(_, let q) = $0 { q } else { nil } }
         h.send(.verdict(id: q.last!.id, .safeMode("exposure")))
         #expect(h.tree.safeMode?.by == "guardian")
+    }
+
+    @Test func aForecastAboutAProcessThatIsGoneIsIgnored() throws {
+        var h = Self.tree()
+        h.start()
+        let old = try #require(h.pid("plain"))
+        h.exit("plain")
+        var a = Self.advice("plain")
+        a.pid = old
+        h.send(.advice(from: h.id("predictor"), a))
+        #expect(details(h).last == "forecast (rss-theil-sen) about pid \(old), which is no longer plain's process; ignored")
+        #expect(h.tree.openForecasts.isEmpty && plannedHandoffs(h).isEmpty)
     }
 
     @Test func nothingIsDoneForAWorkerThatIsNotRunningOrUnknown() {

@@ -39,8 +39,16 @@ extension SupervisionTree {
             emit(.prediction, sender, detail: "forecast about \(a.worker), which is not one running worker; ignored")
             return
         }
+        if let pid = a.pid, pid != nodes[id.index].pid {
+            // Late: the process it was about is gone (failed, replaced); its successor's
+            // own samples will tell.
+            emit(.prediction, id, detail: "forecast (\(a.model)) about pid \(pid), which is no longer \(a.worker)'s process; ignored")
+            return
+        }
+        // A failure is seen only at sampling resolution (a memory limit is checked once per
+        // sample): the horizon is checked with two sample intervals of grace.
         guard let entry = ledger.open(worker: nodes[id.index].name, incarnation: nodes[id.index].incarnation, model: a.model,
-                                      action: a.action, horizon: a.horizon, at: now) else {
+                                      action: a.action, horizon: a.horizon + settings.sampleInterval * 2, at: now) else {
             return  // the same model's forecast for this process is open already
         }
         timers.schedule(.predictionHorizon(entry.id), at: entry.deadline)
@@ -182,14 +190,18 @@ public enum PredictionAction: String, Hashable, Sendable {
 /// A forecast from the predictor: `worker` fails in about `forecast`, and within `horizon`.
 public struct PredictionAdvice: Hashable, Sendable {
     public var worker: String
+    /// The process it is about (nil: whichever runs now).
+    public var pid: Int32?
     public var action: PredictionAction
     public var model: String
     public var forecast: Duration
     public var horizon: Duration
     public var reason: String
 
-    public init(worker: String, action: PredictionAction, model: String, forecast: Duration, horizon: Duration, reason: String) {
+    public init(worker: String, pid: Int32? = nil, action: PredictionAction, model: String, forecast: Duration,
+                horizon: Duration, reason: String) {
         self.worker = worker
+        self.pid = pid
         self.action = action
         self.model = model
         self.forecast = forecast

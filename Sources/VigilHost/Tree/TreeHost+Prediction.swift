@@ -10,7 +10,7 @@ import VigilWire
 extension TreeHost {
     func adviceArrived(_ advice: Advice, from child: LiveChild, at t: Int64) {
         if tree.workerSpec(of: child.node)?.role == .predictor { predictorAdvisories += 1 }
-        let a = PredictionAdvice(worker: advice.worker, action: advice.action == .restart ? .restart : .watch,
+        let a = PredictionAdvice(worker: advice.worker, pid: advice.pid, action: advice.action == .restart ? .restart : .watch,
                                  model: String(advice.model.prefix(64)),
                                  forecast: .milliseconds(Int64(clamping: advice.forecastMillis)),
                                  horizon: .milliseconds(Int64(clamping: min(advice.horizonMillis, 86_400_000))),
