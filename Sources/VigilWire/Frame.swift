@@ -26,6 +26,10 @@ public enum Frame: Hashable, Sendable {
     /// kernel (SO_PEERCRED), not this frame: the name and incarnation must match the run
     /// its journal holds for the connecting pid, started when /proc says it started.
     case adopt(name: String, incarnation: UInt64)
+    /// The predictor forecasts that a worker fails within a horizon, and advises what to do
+    /// about it. vigil takes it only from the worker with role `predictor`, journals it, and
+    /// checks what happens within the horizon.
+    case advice(Advice)
 
     // Vigil -> worker.
     /// A resource sample of one worker, sent to workers with role `predictor`.
@@ -47,7 +51,7 @@ public enum Frame: Hashable, Sendable {
 
     enum Kind: UInt8 {
         case ready = 1, heartbeat = 2, status = 3, stopping = 4
-        case checkpoint = 5, verdict = 6, guardianOrder = 7, report = 8, adopt = 9
+        case checkpoint = 5, verdict = 6, guardianOrder = 7, report = 8, adopt = 9, advice = 0x0A
         case sample = 0x11, notice = 0x12, restore = 0x13, restartRequest = 0x14
         case checkpointRequest = 0x15, checkpointRefused = 0x16
     }
@@ -65,15 +69,60 @@ public struct WorkerSample: Hashable, Sendable {
     public var intervalMicros: UInt64
     /// Restarts of this worker since vigil started.
     public var restarts: UInt32
+    /// The worker's `memory_limit` in KiB, 0 for none: what a leak is forecast against.
+    public var memoryLimitKiB: UInt64
+    /// The largest distance between two heartbeats' arrival and the heartbeat interval
+    /// since the previous sample, in microseconds, as vigil saw them (a worker that stalls,
+    /// swaps or fights for CPU beats late before it hangs); 0 when none arrived.
+    public var heartbeatJitterMicros: UInt64
 
     public init(worker: String, pid: Int32, rssKiB: UInt64, cpuMicros: UInt64,
-                intervalMicros: UInt64, restarts: UInt32) {
+                intervalMicros: UInt64, restarts: UInt32, memoryLimitKiB: UInt64 = 0,
+                heartbeatJitterMicros: UInt64 = 0) {
         self.worker = worker
         self.pid = pid
         self.rssKiB = rssKiB
         self.cpuMicros = cpuMicros
         self.intervalMicros = intervalMicros
         self.restarts = restarts
+        self.memoryLimitKiB = memoryLimitKiB
+        self.heartbeatJitterMicros = heartbeatJitterMicros
+    }
+}
+
+/// What the predictor advises about a worker it forecasts to fail.
+public enum AdviceAction: UInt8, Hashable, Sendable, CaseIterable {
+    /// Replace it now with a planned handoff (its state carried over), before it fails.
+    case restart = 1
+    /// Nothing to do (a restart would not help): journal the forecast, check it.
+    case watch = 2
+
+    public var name: String { self == .restart ? "restart" : "watch" }
+}
+
+/// A forecast that `worker` fails within `horizonMillis`, `forecastMillis` from now by
+/// `model`'s reckoning.
+public struct Advice: Hashable, Sendable {
+    public var worker: String
+    /// The process the forecast is about: a forecast that arrives after it is gone is
+    /// about nothing (its replacement starts from a fresh heap).
+    public var pid: Int32
+    public var action: AdviceAction
+    public var model: String
+    public var forecastMillis: UInt64
+    /// How long vigil waits for the failure before the forecast counts as refuted.
+    public var horizonMillis: UInt64
+    public var reason: String
+
+    public init(worker: String, pid: Int32, action: AdviceAction, model: String, forecastMillis: UInt64,
+                horizonMillis: UInt64, reason: String) {
+        self.worker = worker
+        self.pid = pid
+        self.action = action
+        self.model = model
+        self.forecastMillis = forecastMillis
+        self.horizonMillis = horizonMillis
+        self.reason = reason
     }
 }
 
@@ -86,6 +135,7 @@ public enum FrameError: Error, Hashable, Sendable, CustomStringConvertible {
     case trailingBytes(kind: UInt8, count: Int)
     case invalidUTF8(kind: UInt8)
     case stringTooLong(Int)
+    case invalidField(kind: UInt8, String)
 
     public var description: String {
         switch self {
@@ -96,6 +146,7 @@ public enum FrameError: Error, Hashable, Sendable, CustomStringConvertible {
         case .trailingBytes(let k, let n): "frame kind 0x\(String(k, radix: 16)) has \(n) trailing bytes"
         case .invalidUTF8(let k): "frame kind 0x\(String(k, radix: 16)) carries invalid UTF-8"
         case .stringTooLong(let n): "string of \(n) bytes does not fit a frame"
+        case .invalidField(let k, let what): "frame kind 0x\(String(k, radix: 16)) carries an unknown \(what)"
         }
     }
 }
@@ -119,6 +170,17 @@ extension Frame {
             w.integer(s.cpuMicros)
             w.integer(s.intervalMicros)
             w.integer(s.restarts)
+            w.integer(s.memoryLimitKiB)
+            w.integer(s.heartbeatJitterMicros)
+        case .advice(let a):
+            w.byte(Kind.advice.rawValue)
+            try w.string(a.worker)
+            w.integer(UInt32(bitPattern: a.pid))
+            w.byte(a.action.rawValue)
+            try w.string(a.model)
+            w.integer(a.forecastMillis)
+            w.integer(a.horizonMillis)
+            try w.string(a.reason)
         case .notice(let key, let value):
             w.byte(Kind.notice.rawValue)
             try w.string(key)
@@ -177,10 +239,21 @@ extension Frame {
             let worker = try r.string(kind: raw)
             guard let pid: UInt32 = r.integer(), let rss: UInt64 = r.integer(),
                   let cpu: UInt64 = r.integer(), let interval: UInt64 = r.integer(),
-                  let restarts: UInt32 = r.integer()
+                  let restarts: UInt32 = r.integer(), let limit: UInt64 = r.integer(),
+                  let jitter: UInt64 = r.integer()
             else { throw .truncated(kind: raw) }
             self = .sample(WorkerSample(worker: worker, pid: Int32(bitPattern: pid), rssKiB: rss,
-                                        cpuMicros: cpu, intervalMicros: interval, restarts: restarts))
+                                        cpuMicros: cpu, intervalMicros: interval, restarts: restarts,
+                                        memoryLimitKiB: limit, heartbeatJitterMicros: jitter))
+        case .advice:
+            let worker = try r.string(kind: raw)
+            guard let pid: UInt32 = r.integer(), let a = r.byte() else { throw .truncated(kind: raw) }
+            guard let action = AdviceAction(rawValue: a) else { throw .invalidField(kind: raw, "advice action \(a)") }
+            let model = try r.string(kind: raw)
+            guard let forecast: UInt64 = r.integer(), let horizon: UInt64 = r.integer() else { throw .truncated(kind: raw) }
+            let reason = try r.string(kind: raw)
+            self = .advice(Advice(worker: worker, pid: Int32(bitPattern: pid), action: action, model: model, forecastMillis: forecast,
+                                  horizonMillis: horizon, reason: reason))
         case .notice:
             let key = try r.string(kind: raw)
             let value = try r.string(kind: raw)
@@ -291,6 +364,7 @@ extension Frame {
         case .guardianOrder: "guardian order"
         case .report: "report"
         case .adopt(let name, let incarnation): "adopt \(name) incarnation \(incarnation)"
+        case .advice(let a): "advice \(a.action.name) \(a.worker)"
         case .sample: "sample"
         case .notice(let key, let value): "notice \(key)=\(value)"
         case .restore: "restore"

@@ -197,8 +197,8 @@ struct TopologyLoaderTests {
 
     @Test func unknownKey() {
         #expect(LoaderFixture.errors("unknown-key.yaml") == [
-            "F/unknown-key.yaml:5:5: unknown key 'restarts' in worker 'gateway' (did you mean 'restart'? expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
-            "F/unknown-key.yaml:6:5: unknown key 'colour' in worker 'gateway' (expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "F/unknown-key.yaml:5:5: unknown key 'restarts' in worker 'gateway' (did you mean 'restart'? expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, memory_limit, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "F/unknown-key.yaml:6:5: unknown key 'colour' in worker 'gateway' (expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, memory_limit, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
         ])
     }
 
@@ -316,7 +316,7 @@ struct TopologyLoaderTests {
         #expect(LoaderFixture.errors("many-errors.yaml") == [
             "F/many-errors.yaml:2:11: strategy: expected one of one_for_one, rest_for_one, one_for_all, got 'one_for_everyone'",
             "F/many-errors.yaml:6:18: 'gateway' depends on 'guardian', which is declared later (at F/many-errors.yaml:8:13): vigil starts children in declaration order and stops them in reverse, so a dependency must be declared before the workers that depend on it; move 'guardian' above 'gateway'",
-            "F/many-errors.yaml:7:5: unknown key 'readyTimeout' in worker 'gateway' (did you mean 'ready_timeout'? expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "F/many-errors.yaml:7:5: unknown key 'readyTimeout' in worker 'gateway' (did you mean 'ready_timeout'? expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, memory_limit, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
             "F/many-errors.yaml:10:23: backoff.jitter must be between 0 and 1 (a fraction of the delay), got 1.5",
             "F/many-errors.yaml:11:16: instances must be between 1 and 1000, got 0",
             "F/many-errors.yaml:12:13: duplicate name 'gateway' (first defined at F/many-errors.yaml:4:13): every worker and supervisor needs its own name",
@@ -539,8 +539,45 @@ struct TopologyLoaderTests {
             "/etc/vigil/t.yaml:4:3: unknown key 'argv' in defaults: argv cannot have a default: set it on each worker (expected one of: backoff, env, ready_timeout, restart, shutdown, watchdog, working_directory)",
             "/etc/vigil/t.yaml:7:5: unknown key 'depends_on' in supervisor 'data': only workers have depends_on: put it on the workers under this supervisor (expected one of: backoff, children, max_restarts, period, strategy, supervisor)",
             "/etc/vigil/t.yaml:9:17: worker 'a' has no argv: write the program to run and its arguments, e.g. argv: [a, --flag]",
-            "/etc/vigil/t.yaml:10:9: unknown key 'command' in worker 'a': the program and its arguments go in argv: [program, arg, ...] (expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
-            "/etc/vigil/t.yaml:11:9: unknown key '<<' in worker 'a': YAML merge keys are not supported; use defaults: for settings shared by all workers (expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "/etc/vigil/t.yaml:10:9: unknown key 'command' in worker 'a': the program and its arguments go in argv: [program, arg, ...] (expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, memory_limit, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+            "/etc/vigil/t.yaml:11:9: unknown key '<<' in worker 'a': YAML merge keys are not supported; use defaults: for settings shared by all workers (expected one of: argv, backoff, depends_on, env, guarded, handoff, instances, max_checkpoint_bytes, memory_limit, readiness, ready_timeout, restart, role, safe_mode, shutdown, watchdog, worker, working_directory)",
+        ])
+    }
+
+    @Test func memoryLimitTakesASizeWithAUnit() throws {
+        let t = try LoaderFixture.loader.load(text: """
+            name: t
+            children:
+              - worker: a
+                argv: [true]
+                memory_limit: 256MiB
+              - worker: b
+                argv: [true]
+            """, file: "/etc/t.yaml").get()
+        #expect(workers(t.root)["a"]?.memoryLimit == 256 << 20)
+        #expect(workers(t.root)["b"]?.memoryLimit == nil)
+        #expect(LoaderFixture.load("""
+            name: t
+            children:
+              - worker: a
+                argv: [true]
+                memory_limit: 256
+              - worker: b
+                argv: [true]
+                memory_limit: 512KiB
+              - worker: c
+                argv: [true]
+                memory_limit: lots
+              - supervisor: s
+                memory_limit: 1GiB
+                children:
+                  - worker: d
+                    argv: [true]
+            """) == [
+            "/etc/vigil/t.yaml:5:19: memory_limit: expected a size like 256MiB or 2GiB, got '256' (a number needs a unit: 256MiB?)",
+            "/etc/vigil/t.yaml:8:19: memory_limit: 512KiB is too small to run a process in; at least 1MiB",
+            "/etc/vigil/t.yaml:11:19: memory_limit: expected a size like 256MiB or 2GiB, got 'lots'",
+            "/etc/vigil/t.yaml:13:5: unknown key 'memory_limit' in supervisor 's': memory_limit is a worker setting: put it on the workers under this supervisor, or in defaults: (expected one of: backoff, children, max_restarts, period, strategy, supervisor)",
         ])
     }
 

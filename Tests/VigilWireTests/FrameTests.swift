@@ -7,6 +7,11 @@ struct FrameTests {
         .ready, .heartbeat, .stopping, .status("ok: 3 fills"), .status(""), .status("ünïcødé ✓"),
         .sample(WorkerSample(worker: "strategy-runner.2", pid: 4242, rssKiB: 12_345, cpuMicros: 99,
                              intervalMicros: 5_000_000, restarts: 3)),
+        .sample(WorkerSample(worker: "leaky", pid: 7, rssKiB: .max, cpuMicros: 0, intervalMicros: 200_000,
+                             restarts: .max, memoryLimitKiB: 262_144, heartbeatJitterMicros: 1_234)),
+        .advice(Advice(worker: "strategy-runner.2", pid: 4242, action: .restart, model: "rss-theil-sen", forecastMillis: 12_500,
+                       horizonMillis: 30_000, reason: "RSS rising 2048 KiB/s")),
+        .advice(Advice(worker: "", pid: -1, action: .watch, model: "", forecastMillis: 0, horizonMillis: .max, reason: "")),
         .notice(key: "safe_mode", value: "on"),
         .checkpoint([]), .checkpoint([0, 1, 2, 0xFF]), .checkpoint([UInt8](repeating: 7, count: Frame.maximumSize - 1)),
         .verdict(requestID: 0, .allow), .verdict(requestID: .max, .deny(reason: "3 crashes in 10s")),
@@ -49,6 +54,17 @@ struct FrameTests {
         var bytes = try Frame.sample(WorkerSample(worker: "w", pid: 1, rssKiB: 2, cpuMicros: 3, intervalMicros: 4, restarts: 5)).encoded()
         bytes.removeLast()
         #expect(throws: FrameError.truncated(kind: 0x11)) { try Frame(decoding: bytes) }
+    }
+
+    @Test func adviceWithAnUnknownActionIsRefused() throws {
+        var bytes = try Frame.advice(Advice(worker: "w", pid: 0, action: .watch, model: "m", forecastMillis: 1, horizonMillis: 2,
+                                            reason: "r")).encoded()
+        #expect(bytes[0] == 0x0A && bytes[8] == 2)
+        bytes[8] = 9
+        #expect(throws: FrameError.invalidField(kind: 0x0A, "advice action 9")) { try Frame(decoding: bytes) }
+        bytes.removeLast()
+        bytes[8] = 1
+        #expect(throws: FrameError.truncated(kind: 0x0A)) { try Frame(decoding: bytes) }
     }
 
     @Test func sizeLimitsHoldBothWays() {

@@ -32,6 +32,11 @@ public enum Event: Hashable, Sendable {
     case verdict(id: UInt64, GuardianVerdict)
     /// The guardian (the worker `from`) orders something on its own.
     case guardianOrder(from: NodeID, GuardianOrderKind)
+    /// The worker `from` (it must have role predictor) forecasts a worker's failure.
+    case advice(from: NodeID, PredictionAdvice)
+    /// The shell measured the child's memory above its `memory_limit`: it is killed, and
+    /// that is a failure like a crash.
+    case memoryLimitExceeded(NodeID, incarnation: UInt64, rssBytes: UInt64)
 }
 
 /// The guardian's answer to "may this guarded child be restarted?".
@@ -139,6 +144,9 @@ public enum Effect: Hashable, Sendable {
     case askGuardian(NodeID, GuardianQuestion)
     /// Tell every live worker (safe mode on/off, liquidate).
     case broadcast(key: String, value: String)
+    /// A predicted failure is to be forestalled: ask the running worker for a fresh
+    /// checkpoint, then `handoffByPrediction` it (as `vigil restart --handoff` does).
+    case plannedHandoff(NodeID, reason: String)
     /// A reload took effect: node numbers moved, from the old tree's to the new one's
     /// (children that kept running); every other old number is gone.
     case reloaded([NodeID: NodeID])

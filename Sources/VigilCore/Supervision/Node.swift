@@ -13,6 +13,8 @@ enum StopCause: Hashable, Sendable {
     case watchdog
     /// The child broke the channel protocol: the exit is a failure.
     case protocolViolation(String)
+    /// The child exceeded its `memory_limit` and was killed: the exit is a failure.
+    case memoryLimit(String)
 }
 
 /// Where a node is in its life. Workers use all of these; supervisors use idle, backoff,
@@ -147,6 +149,8 @@ struct Node: Sendable {
     var lastExit: ProcessExit?
     var lastExitAt: Instant?
     var lastReason: String?
+    /// Who asked for the overlapping handoff under way (an operator, the predictor).
+    var handoffBy = "operator"
     /// Down on an operator's order.
     var held = false
     /// Exited and, by its restart type, not restarted (temporary, or transient exit 0).

@@ -130,6 +130,12 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case report
     /// A child broke the protocol (garbage frames, flooding) and is cut off.
     case protocolViolation = "protocol_violation"
+    /// The predictor forecast a failure (detail: `id=N model=M action=A forecast=Ss
+    /// horizon=Hs: reason`, then what vigil did), or the forecast's outcome
+    /// (`outcome=confirmed|refuted|missed id=N ...`): what precision and recall are computed from.
+    case prediction
+    /// A child's memory exceeded its `memory_limit`: it was killed.
+    case memoryLimit = "memory_limit"
 }
 
 /// One journal line: every decision the core makes and every observed fact about a child.

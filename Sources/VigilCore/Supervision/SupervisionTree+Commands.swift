@@ -68,10 +68,10 @@ extension SupervisionTree {
         return .success(finish())
     }
 
-    private mutating func stop(_ id: NodeID, then cause: StopCause, verb: String? = nil) {
+    mutating func stop(_ id: NodeID, then cause: StopCause, verb: String? = nil, by who: String = "operator") {
         let verb = verb ?? (cause == .operatorStop ? "stop" : "restart")
-        emit(.command, id, detail: "operator: \(verb)")
-        nodes[id.index].lastReason = "\(verb) by operator"
+        emit(.command, id, detail: "\(who): \(verb)")
+        nodes[id.index].lastReason = "\(verb) by \(who)"
         abandonHandoff(id, because: "an operator stopped it")
         let node = nodes[id.index]
         if node.isSupervisor {

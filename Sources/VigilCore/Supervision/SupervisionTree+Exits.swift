@@ -37,6 +37,8 @@ extension SupervisionTree {
             failed(id, reason: "hung: no heartbeat within its watchdog", status: status)
         case .stopping(.protocolViolation(let why)):
             failed(id, reason: "protocol violation: \(why)", status: status)
+        case .stopping(.memoryLimit(let why)):
+            failed(id, reason: why, status: status)
         case .spawning:
             failed(id, reason: "could not be started (\(status))", status: status)
         case .starting:
@@ -53,6 +55,7 @@ extension SupervisionTree {
         nodes[id.index].state = .stopped
         nodes[id.index].lastReason = reason
         dirty.append(parentID)
+        settleForecasts(failed: id)
 
         if isShuttingDown || outcome != nil {
             return
@@ -235,7 +238,8 @@ extension SupervisionTree {
             signalTermination(id)
         case .spawning:
             nodes[id.index].state = .stopping(.plan)
-        case .stopping(.readyTimeout), .stopping(.watchdog), .stopping(.operatorRestart), .stopping(.protocolViolation):
+        case .stopping(.readyTimeout), .stopping(.watchdog), .stopping(.operatorRestart), .stopping(.protocolViolation),
+             .stopping(.memoryLimit):
             nodes[id.index].state = .stopping(.plan)
         case .stopping:
             break

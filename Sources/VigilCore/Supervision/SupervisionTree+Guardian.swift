@@ -98,6 +98,7 @@ extension SupervisionTree {
     }
 
     mutating func verdict(_ id: UInt64, _ verdict: GuardianVerdict) {
+        if predictionVerdict(id, verdict) { return }
         guard let pending = pendingQuestions.removeValue(forKey: id),
               nodes[pending.node.index].state == .awaitingGuardian(id) else { return }
         let node = pending.node
@@ -128,6 +129,7 @@ extension SupervisionTree {
 
     /// No verdict in time: the fail-safe.
     mutating func guardianTimedOut(_ id: UInt64) {
+        if predictionQuestionTimedOut(id) { return }
         guard let pending = pendingQuestions.removeValue(forKey: id),
               nodes[pending.node.index].state == .awaitingGuardian(id) else { return }
         let name = nodes[pending.node.index].name

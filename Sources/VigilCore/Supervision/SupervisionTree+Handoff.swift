@@ -82,10 +82,11 @@ extension SupervisionTree {
     }
 
     /// Starts the incoming incarnation beside the running one.
-    mutating func beginOverlap(_ id: NodeID) {
+    mutating func beginOverlap(_ id: NodeID, by who: String = "operator") {
         let incoming = SideProcess(incarnation: nextIncarnation(id), pid: nil, startedAt: nil)
         let n = nodes[id.index]
-        emit(.command, id, detail: "operator: handoff (overlap)")
+        nodes[id.index].handoffBy = who
+        emit(.command, id, detail: "\(who): handoff (overlap)")
         emit(.handoff, id, detail: "starting incarnation \(incoming.incarnation) beside incarnation \(n.incarnation) (pid \(n.pid.map(String.init) ?? "?")), which is stopped once it is READY")
         nodes[id.index].overlap = .incoming(incoming)
         effects.append(.spawn(id, incarnation: incoming.incarnation))
@@ -188,13 +189,14 @@ extension SupervisionTree {
         nodes[id.index].readyAt = now
         nodes[id.index].lastHeartbeat = now
         nodes[id.index].state = .running
-        nodes[id.index].lastReason = "handoff by operator (overlap)"
+        nodes[id.index].lastReason = "handoff by \(n.handoffBy) (overlap)"
         nodes[id.index].overlap = .leaving(outgoing, .replaced)
         if let watchdog = n.worker?.watchdog {
             timers.schedule(.watchdog(id, incarnation: incoming.incarnation), at: now + watchdog)
         }
         let took = now.duration(since: incoming.startedAt ?? now)
         emit(.ready, id, detail: "after \(formatMilliseconds(took))")
+        settleForecasts(ready: id)
         emit(.handoff, id, detail: "incarnation \(incoming.incarnation) is READY and takes over; stopping outgoing incarnation \(outgoing.incarnation) (pid \(outgoing.pid.map(String.init) ?? "?"))\(alreadyKilled ? ", already being killed" : "")")
         if !alreadyKilled { signalTermination(id, process: outgoing) }
     }

@@ -28,6 +28,10 @@ public struct SupervisionTree {
     /// A topology reload waiting for the workers it stops (see SupervisionTree+Reload).
     var pendingReload: PendingReload?
     var nextQuestion: UInt64 = 0
+    /// Questions put to the guardian about predicted failures (see SupervisionTree+Prediction).
+    var predictionQuestions: [UInt64: PredictionQuestion] = [:]
+    /// Forecasts not settled yet.
+    var ledger = PredictionLedger()
     /// Processes of a previous vigil to take back instead of spawning (see
     /// SupervisionTree+Adoption), consumed as the tree starts.
     var adoptions: [NodeID: AdoptionCandidate] = [:]
@@ -184,6 +188,8 @@ public struct SupervisionTree {
             }
         case .verdict(let id, let v): verdict(id, v)
         case .guardianOrder(let from, let order): guardianOrder(from: from, order)
+        case .advice(let from, let advice): advise(advice, from: from)
+        case .memoryLimitExceeded(let id, let inc, let rss): memoryLimitExceeded(id, inc, rssBytes: rss)
         }
         return finish()
     }
@@ -262,6 +268,7 @@ public struct SupervisionTree {
         }
         let took = now.duration(since: nodes[id.index].startedAt ?? now)
         emit(.ready, id, detail: "after \(formatMilliseconds(took))")
+        settleForecasts(ready: id)
         if id == guardianNode { guardianReturned() }
     }
 
@@ -287,6 +294,8 @@ public struct SupervisionTree {
                 nodes[id.index].state = .idle
             case .guardianTimeout(let id):
                 guardianTimedOut(id)
+            case .predictionHorizon(let id):
+                forecastHorizonPassed(id)
             case .watchdog(let id, let inc):
                 let n = nodes[id.index]
                 guard n.incarnation == inc, n.state == .running, let limit = n.watchdogLimit,

@@ -7,6 +7,8 @@ enum TimerPurpose: Hashable, Sendable {
     case backoff(NodeID)
     case watchdog(NodeID, incarnation: UInt64)
     case guardianTimeout(UInt64)
+    /// A forecast's horizon (see SupervisionTree+Prediction).
+    case predictionHorizon(UInt64)
 }
 
 /// A binary min-heap of deadlines: O(log n) per timer however many children the tree has.

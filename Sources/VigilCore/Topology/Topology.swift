@@ -176,6 +176,10 @@ public struct WorkerSpec: Hashable, Sendable {
     public var maxCheckpointBytes: Int
     /// How a planned handoff (`vigil restart --handoff`) replaces it.
     public var handoff: HandoffMode
+    /// Resident memory (bytes) above which it is killed, a failure like a crash; sent to
+    /// the predictor with every sample, so it can forecast when the limit is reached.
+    /// nil: no limit.
+    public var memoryLimit: UInt64?
     public var location: SourceLocation
 
     public init(name: String, argv: [String], env: [String: String] = [:],
@@ -185,7 +189,7 @@ public struct WorkerSpec: Hashable, Sendable {
                 instances: Int = 1, role: WorkerRole? = nil, readiness: Readiness = .channel,
                 watchdog: Duration? = nil, guarded: Bool = false, safeMode: SafeModeAction = .keep,
                 maxCheckpointBytes: Int = 8192, handoff: HandoffMode = .stopFirst,
-                location: SourceLocation = .none) {
+                memoryLimit: UInt64? = nil, location: SourceLocation = .none) {
         self.name = name
         self.argv = argv
         self.env = env
@@ -203,6 +207,7 @@ public struct WorkerSpec: Hashable, Sendable {
         self.safeMode = safeMode
         self.maxCheckpointBytes = maxCheckpointBytes
         self.handoff = handoff
+        self.memoryLimit = memoryLimit
         self.location = location
     }
 }

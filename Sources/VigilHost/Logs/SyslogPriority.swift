@@ -15,9 +15,9 @@ enum SyslogPriority: Int, Sendable {
         case .exited:
             // "exit 0 after 3.2s" ended on its own terms; a signal or another status is a crash.
             return record.detail.hasPrefix("exit 0 ") || record.detail.hasPrefix("stopped:") ? .notice : .warning
-        case .restart, .backoff, .notRestarted, .command, .treeReady, .treeStopped, .verdict:
+        case .restart, .backoff, .notRestarted, .command, .treeReady, .treeStopped, .verdict, .prediction:
             return .notice
-        case .kill, .readyTimeout, .watchdog, .safeMode, .liquidation, .checkpointRefused, .protocolViolation:
+        case .kill, .readyTimeout, .watchdog, .safeMode, .liquidation, .checkpointRefused, .protocolViolation, .memoryLimit:
             return .warning
         case .spawnFailed, .escalate:
             return .error

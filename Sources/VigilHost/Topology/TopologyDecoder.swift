@@ -19,7 +19,7 @@ enum TopologyKeys {
     static let supervisor = ["supervisor", "strategy", "max_restarts", "period", "backoff", "children"]
     static let worker = ["worker", "argv", "env", "working_directory", "restart", "shutdown",
                          "ready_timeout", "depends_on", "backoff", "instances", "role", "readiness", "watchdog",
-                         "guarded", "safe_mode", "max_checkpoint_bytes", "handoff"]
+                         "guarded", "safe_mode", "max_checkpoint_bytes", "handoff", "memory_limit"]
     static let defaults = ["restart", "shutdown", "ready_timeout", "watchdog", "backoff", "env", "working_directory"]
     static let backoff = ["initial", "multiplier", "max", "jitter", "reset_after"]
 }
@@ -195,7 +195,7 @@ struct TopologyDecoder {
             switch key {
             case "depends_on": "only workers have depends_on: put it on the workers under this supervisor"
             case "argv", "env", "working_directory", "restart", "shutdown", "ready_timeout", "instances", "role", "readiness", "watchdog",
-                 "guarded", "safe_mode", "max_checkpoint_bytes", "handoff":
+                 "guarded", "safe_mode", "max_checkpoint_bytes", "handoff", "memory_limit":
                 "\(key) is a worker setting: put it on the workers under this supervisor, or in defaults:"
             default: nil
             }
@@ -277,6 +277,9 @@ struct TopologyDecoder {
         }
         if let n = fields["role"], let v = enumeration(n.value, FieldRef(spec: spec, field: "role"), WorkerRole.self) {
             w.role = v
+        }
+        if let n = fields["memory_limit"], let v = memorySize(n.value, FieldRef(spec: spec, field: "memory_limit")) {
+            w.memoryLimit = v
         }
         return w
     }
@@ -511,6 +514,23 @@ struct TopologyDecoder {
             fail(ref, at: node.location, message)
             return nil
         }
+    }
+
+    /// A size like 256MiB, at least 1MiB (less than that cannot hold a process).
+    private mutating func memorySize(_ node: YAMLNode, _ ref: FieldRef) -> UInt64? {
+        let expected = "a size like 256MiB or 2GiB"
+        guard let text = scalar(node, ref, expected: expected) else { return nil }
+        guard let bytes = MemorySize.bytes(topologyText: text) else {
+            var message = "\(ref.field): expected \(expected), got '\(text)'"
+            if UInt64(text) != nil { message += " (a number needs a unit: \(text)MiB?)" }
+            fail(ref, at: node.location, message)
+            return nil
+        }
+        guard bytes >= 1 << 20 else {
+            fail(ref, at: node.location, "\(ref.field): \(text) is too small to run a process in; at least 1MiB")
+            return nil
+        }
+        return bytes
     }
 
     private mutating func integer(_ node: YAMLNode, _ ref: FieldRef) -> Int? {

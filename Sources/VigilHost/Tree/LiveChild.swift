@@ -21,6 +21,10 @@ struct LiveChild {
     var windowStart: Int64 = 0
     /// CPU time (clock ticks) at the previous sample, for the predictor's CPU share.
     var lastCPUTicks: UInt64?
+    /// When the last heartbeat arrived, and the largest distance of a heartbeat's gap from
+    /// the heartbeat interval since the last sample (ns): the predictor's heartbeat jitter.
+    var lastHeartbeatArrival: Int64?
+    var heartbeatJitter: Int64 = 0
     /// For a process adopted from a previous vigil (not vigil's child, so no SIGCHLD):
     /// the pidfd that tells its exit; -1 otherwise.
     var pidfd: Int32 = -1

@@ -43,6 +43,7 @@ extension TreeHost {
             switch frame {
             case .heartbeat:
                 tree.heartbeat(id, incarnation: child.incarnation, at: Instant(nanoseconds: t))
+                noteHeartbeat(&child, at: t)
                 continue
             case .status(let text):
                 child.statusText = Self.displayable(text)
@@ -76,6 +77,8 @@ extension TreeHost {
                 let kind: RecordKind = key == Notice.liquidate || key == "liquidation" ? .liquidation : .report
                 apply([.record(Record(kind, node: tree.name(of: id), pid: child.pid, incarnation: child.incarnation,
                                       detail: "\(key): \(String(text.prefix(500)))"))])
+            case .advice(let advice):
+                adviceArrived(advice, from: child, at: t)
             case .sample, .notice, .restore, .restartRequest, .checkpointRequest, .checkpointRefused:
                 cutOff(child, "sent a frame only vigil may send (\(frame.kindName))")
                 return

@@ -32,7 +32,10 @@ struct Handoffs {
         var nodes: Set<NodeID>
         var waiting: Set<NodeID>
         var name: String
-        var connection: ControlConnection
+        /// Who asked: an operator's command (answered when done), or nil for a handoff the
+        /// predictor's advice set in motion (`reason` says why).
+        var connection: ControlConnection?
+        var prediction: String? = nil
         var noBlock: Bool
         var since: Int64
         var deadline: Int64
@@ -114,6 +117,7 @@ extension TreeHost {
 
     /// The checkpoints are in (or the time is up): the core replaces each worker.
     func carryOut(_ h: Handoffs.Pending) {
+        guard let connection = h.connection else { return carryOutPlannedHandoff(h) }
         if !h.waiting.isEmpty {
             let late = h.waiting.map { tree.name(of: $0) }.sorted().joined(separator: ", ")
             apply([.record(Record(.command, node: h.name, detail: "no fresh checkpoint from \(late) within 3s; handing off with the last stored one"))])
@@ -122,14 +126,14 @@ extension TreeHost {
         let previous = Dictionary(uniqueKeysWithValues: ids.map { ($0, tree.incarnation(of: $0)) })
         switch tree.handle(.handoff(h.name), at: Instant(nanoseconds: now)) {
         case .failure(let error):
-            follow(h.connection, h.connection.respond(ok: false, body: error.message))
+            follow(connection, connection.respond(ok: false, body: error.message))
         case .success(let effects):
             apply(effects)
             if h.noBlock {
                 let targets = ids.map { tree.name(of: $0) }.joined(separator: ", ")
-                follow(h.connection, h.connection.respond(ok: true, body: "handoff \(targets): requested; `vigil status` shows the progress\n"))
+                follow(connection, connection.respond(ok: true, body: "handoff \(targets): requested; `vigil status` shows the progress\n"))
             } else {
-                pendingCommands.append(PendingCommand(connection: h.connection, verb: "handoff", name: h.name, nodes: ids,
+                pendingCommands.append(PendingCommand(connection: connection, verb: "handoff", name: h.name, nodes: ids,
                                                       previous: previous, since: h.since,
                                                       deadline: now + budget("handoff", ids).nanoseconds))
             }

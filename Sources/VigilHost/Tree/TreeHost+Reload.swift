@@ -75,7 +75,7 @@ extension TreeHost {
             // for a predictor the reload added.
             spawner.heartbeat = t.settings.heartbeatInterval
             spawner.adoptWindow = t.settings.adoptWindow
-            if hasPredictor && nextSample == nil { nextSample = now + t.settings.sampleInterval.nanoseconds }
+            if needsSampling && nextSample == nil { nextSample = now + t.settings.sampleInterval.nanoseconds }
         }
         pendingTopology = nil
         _ = try? notifier.ready(status: tree.summary())

@@ -8,23 +8,30 @@ extension TreeHost {
         tree.nodeIDs.contains { tree.workerSpec(of: $0)?.role == .predictor }
     }
 
-    /// Reads RSS and CPU time of every live worker from /proc and sends one sample per
-    /// worker to each READY worker with role `predictor`.
+    /// Whether vigil samples at all: for a predictor, or to enforce memory limits.
+    var needsSampling: Bool { hasPredictor || hasMemoryLimits }
+
+    /// Reads RSS and CPU time of every live worker from /proc, enforces memory limits, and
+    /// sends one sample per worker to each READY worker with role `predictor`.
     func sampleWorkers() {
         let predictors = live.keys.filter { tree.workerSpec(of: $0)?.role == .predictor && tree.isReady($0) }
-        guard !predictors.isEmpty else { return }
         let interval = UInt64(configuration.topology.settings.sampleInterval.nanoseconds / 1000)
         let ticksPerSecond = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
         for (id, var child) in live {
             guard let usage = ProcUsage.read(pid: child.processPID) else { continue }
             let cpuDelta = child.lastCPUTicks.map { usage.cpuTicks &- $0 } ?? 0
+            let jitter = UInt64(max(child.heartbeatJitter, 0) / 1000)
             child.lastCPUTicks = usage.cpuTicks
+            child.heartbeatJitter = 0
             live[id] = child
+            let limitKiB = (tree.workerSpec(of: id)?.memoryLimit ?? 0) / 1024
             let sample = WorkerSample(worker: tree.name(of: id), pid: child.processPID, rssKiB: usage.rssKiB,
                                       cpuMicros: cpuDelta * 1_000_000 / ticksPerSecond, intervalMicros: interval,
-                                      restarts: UInt32(clamping: tree.restarts(of: id)))
+                                      restarts: UInt32(clamping: tree.restarts(of: id)),
+                                      memoryLimitKiB: limitKiB, heartbeatJitterMicros: jitter)
             for p in predictors { send(.sample(sample), to: p) }
             predictorSamplesSent += predictors.count
+            enforceMemoryLimit(id, child, rssKiB: usage.rssKiB)
         }
     }
 }

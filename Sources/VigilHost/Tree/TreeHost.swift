@@ -190,7 +190,7 @@ public final class TreeHost {
         log.note("tree \(configuration.topology.root.name): pid \(getpid()), control socket \(configuration.paths.controlSocket), journal \(configuration.paths.journal)\(metricsServer.map { ", metrics http://\($0.endpoint)/metrics" } ?? "")", .info, at: wall)
         if let interval = notifier.watchdogInterval { nextWatchdogPing = now + interval.nanoseconds }
         if notifier.isEnabled { nextStartExtension = now + configuration.startExtensionEvery.nanoseconds }
-        if hasPredictor { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
+        if needsSampling { nextSample = now + configuration.topology.settings.sampleInterval.nanoseconds }
         adoptDescriptorsFromSystemd()
         removeStaleNotifySockets()
         resumeSafeMode()
@@ -304,6 +304,8 @@ public final class TreeHost {
             case .broadcast(let key, let value):
                 for child in live.values { send(.notice(key: key, value: value), to: child) }
                 for child in overlapping.values { send(.notice(key: key, value: value), to: child) }
+            case .plannedHandoff(let id, let reason):
+                startPlannedHandoff(id, reason: reason)
             case .reloaded(let mapping):
                 renumber(mapping)
             case .treeReady:
