@@ -120,6 +120,35 @@ struct AdoptionIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    /// Found by Scripts/chaos.py: an adopted worker handed off with `handoff: overlap` is
+    /// the outgoing process beside a spawned incoming one; its exit comes on its pidfd, and
+    /// was dropped (looked up on the incoming one), so the handoff never finished and the
+    /// tree could not stop.
+    @Test func anAdoptedWorkerCanBeHandedOffBesideItsReplacement() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: a
+            argv: [SDKWORKER]
+            handoff: overlap
+            shutdown: 2s
+        """)
+        let before = v.waitFor("ready", v.allReady(["a"]))
+        let pid = before["a"]!.pid!
+        killVigil(v)
+        try v.relaunch()
+        v.waitFor("adopted", { $0["a"]?.state == "ready" && $0["a"]?.pid == pid })
+        let answer = try v.control(["restart", "a", "--handoff"], timeout: .seconds(15))
+        #expect(answer.ok, "\(answer)")
+        let after = v.waitFor("handed off", { $0["a"]?.state == "ready" && $0["a"]?.pid != pid })
+        #expect(!processAlive(pid), "the adopted outgoing process is gone")
+        let events = v.events()
+        #expect(events.contains { $0.contains(" handoff ") && $0.contains("complete: outgoing incarnation \(before["a"]!.incarnation)") }, "\(events.joined(separator: "\n"))")
+        #expect(events.contains { $0.contains(" exited ") && $0.contains("pid=\(pid)") })
+        #expect(after["a"]?.restarts == 0)
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func aWorkerThatDoesNotReconnectIsStoppedAndStartedAgain() throws {
         let v = try VigilUnderTest("""
         name: t

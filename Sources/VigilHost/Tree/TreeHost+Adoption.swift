@@ -204,7 +204,10 @@ extension TreeHost {
     /// group is empty.
     func adoptedProcessExited(_ fd: Int32) {
         loop.unregister(fd)
-        guard let id = nodeByPidfd.removeValue(forKey: fd), let child = live[id] ?? overlapping[id], child.pidfd == fd else {
+        // During an overlapping handoff the node has two processes: the one this pidfd is
+        // for may be either (an adopted outgoing one beside a freshly spawned incoming one).
+        guard let id = nodeByPidfd.removeValue(forKey: fd),
+              let child = [live[id], overlapping[id]].compactMap({ $0 }).first(where: { $0.pidfd == fd }) else {
             close(fd)
             return
         }
