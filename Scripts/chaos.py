@@ -384,6 +384,7 @@ class Soak:
             os.unlink(path)
         self.last_damage = time.monotonic()
         self.note("damage", "db-watchdog", self.nodes["db-watchdog"]["pid"], how=how)
+        self.counts["damage"] -= 1
         self.counts[f"damage ({how})"] += 1
         return True
 
@@ -474,7 +475,7 @@ class Soak:
             if time.monotonic() - last_print > 30:
                 last_print = time.monotonic()
                 print(f"chaos: {int(self.args.duration - (end - time.monotonic()))}s: "
-                      + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())), flush=True)
+                      + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()) if v), flush=True)
             time.sleep(0.1)
 
     def heal(self, timeout=120.0):
@@ -563,6 +564,9 @@ class Soak:
                 by_pid[e[4]].append(e)
 
         kinds = collections.Counter(e[2] for e in events)
+        print("chaos: journal: " + ", ".join(f"{k} {kinds[k]}" for k in (
+            "spawned", "adopted", "exited", "restart", "watchdog", "terminate", "kill", "handoff", "ready_timeout",
+            "spawn_failed", "protocol_violation", "safe_mode", "guardian_asked", "verdict") if kinds[k]), flush=True)
         self.check(kinds["escalate"] == 0 and kinds["tree_failed"] == 0,
                    f"no supervisor escalated ({kinds['escalate']}), the tree never failed ({kinds['tree_failed']})")
         self.check(len(starts) == len(self.launches) and [p for p, _ in starts] == [p for p, _ in self.launches],
@@ -714,7 +718,7 @@ def main():
             raise RuntimeError("the tree did not come up")
         s.soak()
         print(f"chaos: faults for {time.monotonic() - started:.0f}s: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())), flush=True)
+              + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items()) if v), flush=True)
         healed = s.heal()
         s.check(healed is not None, "the tree is healthy at the end: every worker READY, no safe mode"
                 + (f" ({healed:.1f}s after the last fault)" if healed is not None else
@@ -750,7 +754,7 @@ def main():
         env = proc_environ(pid) if st else None
         if st and env and env.get("VIGIL_RUNTIME_DIR") == s.run_dir:
             os.kill(pid, signal.SIGKILL)
-    print(f"chaos: {time.monotonic() - started:.0f}s in all; " + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())))
+    print(f"chaos: {time.monotonic() - started:.0f}s in all; " + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items()) if v))
     if s.failures:
         print(f"chaos: FAILED ({len(s.failures)}); seed {seed}; vigil log and state kept in {s.dir}")
     else:
