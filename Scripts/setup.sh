@@ -37,3 +37,15 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
   }
   python3 -c 'import prometheus_client' || { echo "setup: could not install prometheus-client for python3" >&2; exit 1; }
 fi
+
+# Scripts/chaos.py reads the topology with PyYAML: pip first, else the Debian package.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "setup: installing the PyYAML Python package" >&2
+  pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml)
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages 2>/dev/null || {
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
+  }
+  python3 -c 'import yaml' || { echo "setup: could not install PyYAML for python3" >&2; exit 1; }
+fi

@@ -150,6 +150,67 @@ struct AdoptionIntegrationTests {
         #expect(v.interrupt() == 0)
     }
 
+    /// Found by Scripts/chaos.py: an adopted worker handed off with `handoff: overlap` is
+    /// the outgoing process beside a spawned incoming one; its exit comes on its pidfd, and
+    /// was dropped (looked up on the incoming one), so the handoff never finished and the
+    /// tree could not stop.
+    @Test func anAdoptedWorkerCanBeHandedOffBesideItsReplacement() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        children:
+          - worker: a
+            argv: [SDKWORKER]
+            handoff: overlap
+            shutdown: 2s
+        """)
+        let before = v.waitFor("ready", v.allReady(["a"]))
+        let pid = before["a"]!.pid!
+        killVigil(v)
+        try v.relaunch()
+        v.waitFor("adopted", { $0["a"]?.state == "ready" && $0["a"]?.pid == pid })
+        let answer = try v.control(["restart", "a", "--handoff"], timeout: .seconds(15))
+        #expect(answer.ok, "\(answer)")
+        let after = v.waitFor("handed off", { $0["a"]?.state == "ready" && $0["a"]?.pid != pid })
+        #expect(!processAlive(pid), "the adopted outgoing process is gone")
+        let events = v.events()
+        #expect(events.contains { $0.contains(" handoff ") && $0.contains("complete: outgoing incarnation \(before["a"]!.incarnation)") }, "\(events.joined(separator: "\n"))")
+        #expect(events.contains { $0.contains(" exited ") && $0.contains("pid=\(pid)") })
+        #expect(after["a"]?.restarts == 0)
+        #expect(v.interrupt() == 0)
+    }
+
+    /// Found by Scripts/chaos.py: vigil's watchdog sends SIGABRT (with SIGCONT) and SIGKILL
+    /// 1 s later; the Swift runtime's backtracer catches a SIGABRT sent by kill(2), prints
+    /// "Program crashed" and lets the process run on. A vigil killed inside that second left
+    /// the hung worker running, and the next one adopted it as READY. The journal says the
+    /// previous vigil was killing it: it is finished off and started again instead.
+    @Test func aWorkerThePreviousVigilWasKillingIsNotAdopted() throws {
+        let v = try VigilUnderTest("""
+        name: t
+        heartbeat_interval: 200ms
+        children:
+          - worker: a
+            argv: [SDKWORKER]
+            watchdog: 1s
+            shutdown: 2s
+        """)
+        let pid = v.waitFor("ready", v.allReady(["a"]))["a"]!.pid!
+        kill(pid, SIGSTOP)
+        let deadline = Date().addingTimeInterval(10)
+        while !v.events().contains(where: { $0.contains(" watchdog ") && $0.contains("pid=\(pid)") }) && Date() < deadline {
+            usleep(20_000)
+        }
+        killVigil(v)  // inside the second between SIGABRT and SIGKILL
+        try v.relaunch()
+        let after = v.waitFor("replaced", timeout: 20, { $0["a"]?.state == "ready" && $0["a"]?.pid != pid })
+        #expect(after["a"]?.pid != pid)
+        #expect(!processAlive(pid), "the hung process is finished off, not left beside its replacement")
+        let events = v.events()
+        #expect(!events.contains { $0.contains(" adopted ") && $0.contains("pid=\(pid)") }, "\(events.joined(separator: "\n"))")
+        #expect(events.contains { $0.contains(" terminate ") && $0.contains("pid=\(pid)") && $0.contains("was stopping it") })
+        #expect(v.interrupt() == 0)
+    }
+
     @Test func aWorkerThatDoesNotReconnectIsStoppedAndStartedAgain() throws {
         let v = try VigilUnderTest("""
         name: t

@@ -54,6 +54,11 @@ extension TreeHost {
                 stop.append((s, "it is not in the topology any more"))
                 continue
             }
+            if let why = beingStopped(s) {
+                stop.append((s, why))
+                died.insert(id)
+                continue
+            }
             guard configuration.topology.settings.adoptWindow > .zero else {
                 stop.append((s, "adopt_window is 0s, so workers are not re-adopted"))
                 died.insert(id)
@@ -156,6 +161,28 @@ extension TreeHost {
             }
         }
         lines.flush { emitOutput($0, of: name, pid: pid, at: vigil_realtime_ns()) }
+    }
+
+    /// Why the previous vigil was ending this process when it died, or nil: its last record
+    /// for the pid is a watchdog kill, a terminate or a SIGKILL after the shutdown timeout.
+    /// That decision was journaled before it was acted on, so it is carried out, not undone:
+    /// a hung process may well run again (the Swift runtime's backtracer survives the
+    /// watchdog's SIGABRT and vigil sends SIGCONT with it; the SIGKILL was 1 s away) and
+    /// reconnect, yet it is the one the tree was replacing. Counted as a death, so its
+    /// supervisor's strategy applies as for any that happened while no vigil ran.
+    private func beingStopped(_ s: Leftovers.StaleRun) -> String? {
+        guard let events = try? journal.events(limit: 500, node: s.run.node) else { return nil }
+        for e in events.reversed() where e.pid == s.pid {
+            switch e.kind {
+            case RecordKind.watchdog.rawValue, RecordKind.kill.rawValue, RecordKind.terminate.rawValue:
+                return "the previous vigil was stopping it (\(e.kind): \(e.detail.prefix(120)))"
+            case RecordKind.spawned.rawValue, RecordKind.adopted.rawValue, RecordKind.ready.rawValue:
+                return nil
+            default:
+                continue
+            }
+        }
+        return nil
     }
 
     /// The node a name stands for when it is exactly one (a pool's name stands for several).
@@ -269,7 +296,10 @@ extension TreeHost {
     /// group is empty.
     func adoptedProcessExited(_ fd: Int32) {
         loop.unregister(fd)
-        guard let id = nodeByPidfd.removeValue(forKey: fd), let child = live[id] ?? overlapping[id], child.pidfd == fd else {
+        // During an overlapping handoff the node has two processes: the one this pidfd is
+        // for may be either (an adopted outgoing one beside a freshly spawned incoming one).
+        guard let id = nodeByPidfd.removeValue(forKey: fd),
+              let child = [live[id], overlapping[id]].compactMap({ $0 }).first(where: { $0.pidfd == fd }) else {
             close(fd)
             return
         }
