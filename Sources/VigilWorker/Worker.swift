@@ -92,6 +92,9 @@ public final class Worker: Sendable {
     private let sendLock = Mutex<[Frame]>([])
     let channel: Atomic<Int32>
     private let connected: Bool
+    /// The last checkpoint sent on the channel: sent again to a vigil that adopts this
+    /// worker, since the one that died may not have read it from its socket yet.
+    private let lastCheckpoint = Mutex<[UInt8]?>(nil)
     /// READY was said once: said again to a vigil that adopts this worker, in case the one
     /// that died never journaled it (the new one would otherwise wait for it in vain).
     private let saidReady = Atomic<Bool>(false)
@@ -120,6 +123,13 @@ public final class Worker: Sendable {
 
     /// True when running without vigil (no `VIGIL_FD`).
     public var isStandalone: Bool { !connected }
+
+    /// True while a vigil holds this worker's channel, so what `checkpoint(_:)` sends is
+    /// kept durably. False standalone, and while waiting for a new vigil to adopt it: a
+    /// checkpoint is then only in this process's memory, and an order written ahead of it
+    /// would not survive this process being killed meanwhile. Capital-safe workers send no
+    /// new order while it is false.
+    public var isSupervised: Bool { channelFD >= 0 }
 
     /// Whether a closed channel means waiting for a new vigil rather than exiting.
     var isAdoptable: Bool { adoptWindow > .zero && adoptSocket != nil }
@@ -402,7 +412,10 @@ public final class Worker: Sendable {
         return sendLock.withLock { parked in
             let fd = channel.load(ordering: .acquiring)
             if fd >= 0 {
-                if Worker.send(bytes, on: fd, blocking: !droppable) { return true }
+                if Worker.send(bytes, on: fd, blocking: !droppable) {
+                    if case .checkpoint = frame { lastCheckpoint.withLock { $0 = bytes } }
+                    return true
+                }
                 let gone = errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN
                 guard gone && isAdoptable else { return false }
             }
@@ -444,11 +457,16 @@ public final class Worker: Sendable {
     /// order. False (and `fd` not taken) when the new vigil is already gone again.
     func takeChannel(_ fd: Int32) -> Bool {
         sendLock.withLock { parked in
+            let parksCheckpoint = parked.contains { if case .checkpoint = $0 { true } else { false } }
+            if !parksCheckpoint, let bytes = lastCheckpoint.withLock({ $0 }) {
+                guard Worker.send(bytes, on: fd, blocking: true) else { return false }
+            }
             for (i, frame) in parked.enumerated() {
                 guard let bytes = try? frame.encoded(), Worker.send(bytes, on: fd, blocking: true) else {
                     parked.removeFirst(i)
                     return false
                 }
+                if case .checkpoint = frame { lastCheckpoint.withLock { $0 = bytes } }
             }
             parked.removeAll()
             if saidReady.load(ordering: .acquiring), let bytes = try? Frame.ready.encoded() {

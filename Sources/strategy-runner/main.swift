@@ -245,7 +245,9 @@ var disconnects = 0
         signals += 1
         guard reconciled, !safeMode.load(ordering: .sequentiallyConsistent),
               !reconcileAfterSafeMode.load(ordering: .sequentiallyConsistent),
-              !handingOver.load(ordering: .sequentiallyConsistent) else { held += 1; return }
+              !handingOver.load(ordering: .sequentiallyConsistent),
+              // No vigil holds the write-ahead checkpoint while one is being waited for.
+              worker.isSupervised || worker.isStandalone else { held += 1; return }
         let after = book.netIncludingInFlight(i) + signal.side.sign * quantity
         guard abs(after) <= maxPosition else { skipped += 1; return }
         let order = try! Order(clientOrderID: nextClientOrderID(), instrument: i, side: signal.side, quantity: quantity)
