@@ -262,21 +262,7 @@ extension TreeHost {
 
     /// Drops every descriptor and map entry of a process vigil no longer tracks.
     private func forget(_ child: LiveChild) {
-        closeChannel(of: child)
-        if child.output >= 0 {
-            loop.unregister(child.output)
-            nodeByOutput.removeValue(forKey: child.output)
-            close(child.output)
-        }
-        if let n = child.notify {
-            loop.unregister(n.fd)
-            nodeByNotify.removeValue(forKey: n.fd)
-        }
-        if child.pidfd >= 0 {
-            loop.unregister(child.pidfd)
-            nodeByPidfd.removeValue(forKey: child.pidfd)
-            close(child.pidfd)
-        }
+        releaseDescriptors(of: child)
         nodeByPID.removeValue(forKey: child.pid)
         _ = removeLiveChild(child.node, pid: child.pid)
     }

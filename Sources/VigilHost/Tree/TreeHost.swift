@@ -418,23 +418,29 @@ public final class TreeHost {
         nodeByPID.removeValue(forKey: pgid)
         drainOutput(of: id, pid: pgid)
         guard let child = removeLiveChild(id, pid: pgid) else { return }
+        if let n = child.notify { readNotifications(n.fd, of: child) }  // what it said just before it died
+        releaseDescriptors(of: child)
+        apply(tree.handle(.exited(id, incarnation: child.incarnation, status), at: Instant(nanoseconds: now)))
+    }
+
+    /// Unwatches and closes a process's channel, output, notify socket and pidfds.
+    func releaseDescriptors(of child: LiveChild) {
         closeChannel(of: child)
+        if child.output >= 0 {
+            loop.unregister(child.output)
+            nodeByOutput.removeValue(forKey: child.output)
+            close(child.output)
+        }
         if let n = child.notify {
-            readNotifications(n.fd, of: child)  // what it said just before it died
             loop.unregister(n.fd)
             nodeByNotify.removeValue(forKey: n.fd)
         }
-        if child.pidfd >= 0 {
-            loop.unregister(child.pidfd)
-            nodeByPidfd.removeValue(forKey: child.pidfd)
-            close(child.pidfd)
+        for fd in [child.pidfd, child.mainPidfd] where fd >= 0 {
+            loop.unregister(fd)
+            nodeByPidfd.removeValue(forKey: fd)
+            close(fd)
         }
-        if child.mainPidfd >= 0 {
-            loop.unregister(child.mainPidfd)
-            nodeByPidfd.removeValue(forKey: child.mainPidfd)
-            close(child.mainPidfd)
-        }
-        apply(tree.handle(.exited(id, incarnation: child.incarnation, status), at: Instant(nanoseconds: now)))
+        if let main = child.mainPID { nodeByMainPID.removeValue(forKey: main) }
     }
 
     /// Reads what a dead worker sent before it died (its last checkpoint above all: a
