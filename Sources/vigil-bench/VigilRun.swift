@@ -90,7 +90,7 @@ final class VigilRun {
             }
             if n < 0 { return }
             for i in 0..<Int(nfds) where fds[i] >= 0 { close(fds[i]) }
-            let text = String(decoding: buf[0..<max(0, n)], as: UTF8.self)
+            let text = String(decoding: buf[0..<min(buf.count, max(0, n))], as: UTF8.self)
             if readyMono == nil && text.split(separator: "\n").contains("READY=1") { readyMono = monoNow() }
         }
     }
@@ -148,7 +148,14 @@ final class VigilRun {
         let pids = allWorkerPIDs()
         let t0 = monoNow()
         kill(pid, SIGTERM)
-        let status = waitChild(pid, timeoutSeconds: timeoutSeconds)
+        // Keep reading the notify socket as systemd would: vigil's sd_notify blocks on a
+        // full one (its STATUS= lines while it stops).
+        var status: Int32?
+        let deadline = monoNow() + Int64(timeoutSeconds * 1e9)
+        while status == nil && monoNow() < deadline {
+            drainNotify()
+            status = waitChild(pid, timeoutSeconds: 0.002)
+        }
         stopped = true
         var left = pids.filter { isAlive($0) && executable(of: $0) != nil }
         // vigil waits for every group to be gone before it exits, so this is normally empty.

@@ -62,6 +62,9 @@ while !args.isEmpty {
     case "--supervisors": options.supervisors = Int(value(a)) ?? options.supervisors
     case "--mass": options.mass = Int(value(a)) ?? options.mass
     case "--setup-only": options.setupOnly = true
+    case "--print-topology":  // the tree rows' topology, for a look by hand
+        out(treeTopology(workers: options.workers, supervisors: options.supervisors, binary: value(a)))
+        exit(0)
     case "--shared-bench": options.sharedBench = value(a)
     case "--tmpdir": options.tmpdir = value(a)
     case "--label": options.label = value(a)
