@@ -240,7 +240,7 @@ func cpuNanoseconds(_ pid: Int32) -> Int64? {
 func statusKB(_ pid: Int32, _ field: String) -> Int? {
     guard let s = readText("/proc/\(pid)/status") else { return nil }
     for line in s.split(separator: "\n") where line.hasPrefix(field + ":") {
-        return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
+        return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) }
     }
     return nil
 }

@@ -55,6 +55,8 @@ struct TreeResults {
     var rssOneKB: Int?
     var workerRestartsDuringIdle = 0
     var fds = 0
+    /// vigil's voluntary context switches (wake-ups) during the idle window.
+    var wakeups = 0
 }
 
 /// One vigil with the generated tree: start -> (idle overhead) -> (mass failure) -> stop.
@@ -91,11 +93,14 @@ func treeSession(layout: Layout, workDir: String, workers: Int, supervisors: Int
         run.idle(seconds: min(5, idleSeconds))  // let start-up work settle
         let runs0 = run.runs(limit: 100_000).count
         let c0 = cpuNanoseconds(run.pid) ?? 0
+        let s0 = statusKB(run.pid, "voluntary_ctxt_switches") ?? 0
         let t0 = monoNow()
         say("tree: idle for \(Int(idleSeconds)) s")
         run.idle(seconds: idleSeconds)
         let c1 = cpuNanoseconds(run.pid) ?? 0
+        let s1 = statusKB(run.pid, "voluntary_ctxt_switches") ?? 0
         let t1 = monoNow()
+        r.wakeups = s1 - s0
         r.idleSeconds = Double(t1 - t0) / 1e9
         r.cpuNanoseconds = c1 - c0
         r.rssKB = statusKB(run.pid, "VmRSS")

@@ -264,6 +264,9 @@ if let t = tree {
             md.append("| vigil RSS with 1 worker; bytes of vigil RSS per extra child | \(fixed(Double(one) / 1024, 1)) MiB; \(thousands((rss - one) * 1024 / max(1, t.workers - 1))) B |")
         }
         md.append("| vigil's open descriptors with \(t.workers) children | \(t.fds) |")
+        if t.wakeups > 0 {
+            md.append("| vigil wake-ups (voluntary context switches) per second; CPU per wake-up | \(thousands(Int(Double(t.wakeups) / t.idleSeconds))); \(fixed(Double(cpu) / Double(t.wakeups) / 1000, 1)) us |")
+        }
         if t.workerRestartsDuringIdle > 0 { md.append("| worker (re)starts during the idle window (should be 0) | \(t.workerRestartsDuringIdle) |") }
         targets.append(("idle, \(t.workers) workers: < 1% of one core", "\(fixed(core, 3)) %", "\(fixed(perMinute, 0)) ms CPU per minute", core < 1))
         targets.append(("idle, \(t.workers) workers: < 64 MB RSS", "\(fixed(Double(rss) / 1024, 1)) MiB", "", Double(rss) * 1024 < 64e6))
