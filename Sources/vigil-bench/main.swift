@@ -276,15 +276,16 @@ if let t = tree {
 
 if let f = frames {
     md += ["## Control throughput", "",
-           "\(f.workers) C workers (a pool) each send \(f.ratePerWorker) heartbeat frames a second on their channels, non-blocking (a send that finds the channel full counts as dropped). vigil \(f.pinned ? "pinned to CPU 0, the senders to the other CPUs" : "not pinned (1 CPU)"), measured over \(fixed(f.seconds, 1)) s.", "",
+           "\(f.workers) C workers (a pool) each send \(f.ratePerWorker) heartbeat frames a second on their channels (in 10 ms ticks, non-blocking: a send that finds the channel full, whose queue holds net.unix.max_dgram_qlen frames, ends that tick and what was due stays due, so the rate achieved falls behind the offered one only if vigil does). vigil \(f.pinned ? "pinned to CPU 0, the senders to the other CPUs" : "not pinned (1 CPU)"), measured over \(fixed(f.seconds, 1)) s.", "",
            "| measure | value |", "|---|---|",
            "| frames per second into vigil | \(thousands(Int(f.framesPerSecond))) |",
-           "| dropped (channel full: vigil behind) | \(thousands(f.dropped)) |",
+           "| offered | \(thousands(f.workers * f.ratePerWorker)) |",
+           "| sends that found a channel full (retried) | \(thousands(f.dropped)) |",
            "| vigil CPU | \(fixed(f.vigilCPUFraction * 100, 1)) % of one core |",
            "| frames per CPU-second of vigil (capacity of one core) | \(thousands(Int(f.framesPerCPUSecond))) |",
            "| workers cut off for flooding | \(f.cutOff) |", ""]
-    let ok = f.framesPerSecond >= 100_000 && f.dropped == 0
-    targets.append((">= 100,000 frames/s on one core", "\(thousands(Int(f.framesPerSecond)))/s taken in, \(f.dropped) dropped",
+    let ok = f.framesPerSecond >= 100_000
+    targets.append((">= 100,000 frames/s on one core", "\(thousands(Int(f.framesPerSecond)))/s taken in",
                     "\(fixed(f.vigilCPUFraction * 100, 0)) % of the core; capacity \(thousands(Int(f.framesPerCPUSecond)))/CPU-s; offered \(thousands(f.workers * f.ratePerWorker))/s",
                     f.framesPerSecond >= 100_000 ? ok : (f.framesPerCPUSecond >= 100_000 ? nil : false)))
 }
