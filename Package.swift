@@ -13,6 +13,7 @@ let package = Package(
     name: "Vigil",
     products: [
         .executable(name: "vigil", targets: ["vigil"]),
+        .executable(name: "vigil-bench", targets: ["vigil-bench"]),
         .library(name: "VigilWorker", targets: ["VigilWorker"]),
     ] + workerKinds.map { .executable(name: $0, targets: [$0]) },
     targets: [
@@ -44,6 +45,11 @@ let package = Package(
         .executableTarget(name: "vigil-test-worker", dependencies: ["VigilWire", "CShim"]),
         // The resurrection benchmark's worker (C, like shared/bench's, plus READY).
         .executableTarget(name: "vigil-bench-worker"),
+        // The same benchmark worker written with the Swift SDK.
+        .executableTarget(name: "vigil-bench-sdk-worker", dependencies: ["VigilWorker", "CShim"]),
+        // The benchmark: resurrection, detection, tree start/stop, mass failure, overhead,
+        // frame throughput, state handoff, beside other supervisors; writes BENCHMARKS.md.
+        .executableTarget(name: "vigil-bench", dependencies: ["VigilHost", "CShim"]),
         // A worker written against libsystemd alone (sd_notify, FDSTORE, LISTEN_FDS), as an
         // unmodified daemon would be, spawned by the integration tests.
         .executableTarget(name: "vigil-sd-test-worker", linkerSettings: [.linkedLibrary("systemd")]),

@@ -69,7 +69,10 @@ final class VigilUnderTest {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        try? FileManager.default.removeItem(atPath: directory)
+        // VIGIL_KEEP_TEST_DIRS=1 keeps each test's runtime, state and vigil.log for a post-mortem.
+        if ProcessInfo.processInfo.environment["VIGIL_KEEP_TEST_DIRS"] == nil {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

@@ -11,24 +11,32 @@ import VigilCore
 /// for workers (sleeps it starts in groups of their own) and a real journal.
 @Suite("Leftovers survey", .serialized)
 struct SurveyTests {
-    /// A `sleep` in a process group of its own, as vigil's children are.
-    func sleeper(env: [String: String] = [:]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "exec setsid sleep 60"]
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        try p.run()
-        // setsid forks when the caller leads a group; wait for the pid that leads its own.
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            if let s = ProcStat.read(pid: p.processIdentifier), s.processGroup == p.processIdentifier { return p }
-            usleep(2000)
+    /// A `sleep` in a session and process group of its own, spawned as vigil spawns its
+    /// children (so no shell or `setsid(1)` decides whether to fork).
+    final class Sleeper {
+        let processIdentifier: Int32
+        init() throws {
+            var pid: pid_t = 0
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("60"), nil]
+            let envp: [UnsafeMutablePointer<CChar>?] = [nil]
+            defer { for p in argv { free(p) } }
+            let rc = argv.withUnsafeBufferPointer { a in
+                envp.withUnsafeBufferPointer { e in
+                    vigil_spawn("/bin/sleep", UnsafeMutablePointer(mutating: a.baseAddress!), UnsafeMutablePointer(mutating: e.baseAddress!),
+                                nil, nil, 0, -1, &pid)
+                }
+            }
+            guard rc == 0 else { throw HostError("spawn sleep: errno \(rc)") }
+            processIdentifier = pid
         }
-        Issue.record("sleep did not lead its own group")
-        return p
+        func terminate() {
+            kill(processIdentifier, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(processIdentifier, &status, 0)
+        }
     }
+
+    func sleeper() throws -> Sleeper { try Sleeper() }
 
     func journal() throws -> (Journal, String) {
         let dir = NSTemporaryDirectory() + "vigil-survey-" + UUID().uuidString.prefix(8)

@@ -43,12 +43,19 @@ public struct SupervisionTree {
 
     public let settings: TreeSettings
     public var root: NodeID { NodeID(0) }
+    /// The worker with role guardian, if the topology has one. Found once: looked up on
+    /// every exit and every READY, a scan of the nodes there made each of those O(n).
+    private(set) var guardianNode: NodeID?
 
     public init(topology: Topology, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
         self.random = random
         self.settings = topology.settings
         add(.supervisor(topology.root), parent: nil, depth: 0)
         resolveDependencies()
+        guardianNode = nodes.indices.first { i in
+            if case .worker(let w) = nodes[i].kind { return w.role == .guardian }
+            return false
+        }.map { nodes[$0].id }
     }
 
     private mutating func add(_ spec: ChildSpec, parent: NodeID?, depth: Int) {
@@ -126,14 +133,19 @@ public struct SupervisionTree {
     /// True when a worker is READY, a supervisor has every child it cares about READY, or a
     /// child finished successfully (a transient job that exited 0 satisfies dependents).
     public func isReady(_ id: NodeID) -> Bool {
-        let n = nodes[id.index]
-        if n.finished { return n.lastExit == .exited(0) || n.isSupervisor }
-        guard n.state == .running else { return false }
-        guard n.isSupervisor else { return true }
-        return n.children.allSatisfy { c in
-            let child = nodes[c.index]
-            return child.held || child.finished && child.restartType == .temporary || isReady(c)
+        // Fields are read in place: a copy of the whole Node (its spec, strings, arrays)
+        // per call made the tree's start and every reconcile cost O(n) copies.
+        let i = id.index
+        if nodes[i].finished { return nodes[i].lastExit == .exited(0) || nodes[i].isSupervisor }
+        guard case .running = nodes[i].state else { return false }
+        guard nodes[i].isSupervisor else { return true }
+        for c in nodes[i].children {
+            let k = c.index
+            if nodes[k].held { continue }
+            if nodes[k].finished, case .worker(let w) = nodes[k].kind, w.restart == .temporary { continue }
+            if !isReady(c) { return false }
         }
+        return true
     }
 
     // MARK: Events
@@ -324,10 +336,13 @@ public struct SupervisionTree {
     mutating func reconcile() {
         guard isStarted, outcome == nil else { return }
         // A worker whose side process (a handoff's) is still going away starts once it is gone.
-        for i in nodes.indices where nodes[i].state == .idle && nodes[i].overlap == nil {
+        // Matched in place (no copy of a node's state or overlap per node): this scan runs
+        // after every event.
+        for i in nodes.indices {
+            guard case .idle = nodes[i].state, case .none = nodes[i].overlap else { continue }
             let id = nodes[i].id
             if let p = nodes[i].parent {
-                guard nodes[p.index].state == .running, nodes[p.index].plan == nil else { continue }
+                guard case .running = nodes[p.index].state, case .none = nodes[p.index].plan else { continue }
             } else if isShuttingDown {
                 continue
             }
@@ -336,7 +351,11 @@ public struct SupervisionTree {
                 adopt(id, adopted)
                 continue
             }
-            guard nodes[i].dependencies.allSatisfy(isReady) else { continue }
+            // A loop, not `allSatisfy(isReady)`: the method reference captured a copy of
+            // the whole tree per idle node, per event.
+            var dependenciesReady = true
+            for d in nodes[i].dependencies where !isReady(d) { dependenciesReady = false; break }
+            guard dependenciesReady else { continue }
             if let reason = unseenRestarts.removeValue(forKey: id) {
                 restartUnseen(id, reason: reason)
                 continue

@@ -36,15 +36,24 @@ extension SupervisionTree {
 
     /// A one-line summary: `7/8 running, 1 backoff, 12 restarts`.
     public func summary() -> String {
-        let workers = nodes.filter { !$0.isSupervisor }
-        let running = workers.filter { $0.state == .running }.count
-        let restarts = workers.reduce(0) { $0 + $1.restarts }
-        var parts = ["\(running)/\(workers.count) workers running"]
-        let starting = workers.filter { $0.state == .starting || $0.state == .spawning }.count
+        // One pass, fields read in place: vigil sends this to systemd after every loop
+        // pass that changed it, so it is computed on every pass (1,000 heartbeats a
+        // second are 1,000 passes); filtering copies of every node cost most of a core.
+        var workers = 0, running = 0, restarts = 0, starting = 0, backoff = 0, down = 0
+        for i in nodes.indices where !nodes[i].isSupervisor {
+            workers += 1
+            restarts += nodes[i].restarts
+            switch nodes[i].state {
+            case .running: running += 1
+            case .starting, .spawning: starting += 1
+            case .backoff: backoff += 1
+            case .stopped: down += 1
+            default: break
+            }
+        }
+        var parts = ["\(running)/\(workers) workers running"]
         if starting > 0 { parts.append("\(starting) starting") }
-        let backoff = workers.filter { if case .backoff = $0.state { true } else { false } }.count
         if backoff > 0 { parts.append("\(backoff) in backoff") }
-        let down = workers.filter { $0.state == .stopped }.count
         if down > 0 { parts.append("\(down) stopped") }
         parts.append("\(restarts) restarts")
         if isShuttingDown { parts.insert("stopping", at: 0) }
