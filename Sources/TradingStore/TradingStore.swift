@@ -226,8 +226,9 @@ extension TradingStore {
 
     /// The cache warmer's snapshot, read in one read transaction so instruments, prices and
     /// fills are of one moment of the database (the gateway may commit meanwhile; WAL
-    /// readers see the state as of their first read).
+    /// readers see the state as of their first read). Its `builtNs` is when the read began.
     public func cacheSnapshot(generation: Int) throws(DatabaseError) -> CacheSnapshot {
+        let began = vigil_monotonic_ns()
         try db.execute("BEGIN DEFERRED")
         let instruments: [(Instrument, seed: Price)]
         let prices: [Instrument: (price: Price, updatedNs: Int64)]
@@ -248,7 +249,7 @@ extension TradingStore {
             try? db.execute("ROLLBACK")
             throw error
         }
-        do { return try CacheSnapshot(generation: generation, instruments: instruments, lastPrices: prices, fills: fills) } catch {
+        do { return try CacheSnapshot(generation: generation, instruments: instruments, lastPrices: prices, fills: fills, builtNs: began) } catch {
             throw DatabaseError(code: TradingStore.nothingToCacheCode, message: "\(error)")
         }
     }

@@ -22,7 +22,10 @@
 //     GET position strategy-runner.1 BTC-USD  POSITION strategy-runner.1 BTC-USD 2
 //     GET instrument SOL-USD                 INSTRUMENT SOL-USD 150
 //     INFO                                   CACHE generation=7 instruments=3 fills=42 last_fill=42
+//     GET book                               BOOK generation=7 age_ms=130 fills=42 last_fill=42 | PRICE ... | HOLDING ...
 //
+// `GET book` is what the risk guardian reads: every quote, last fill price and owner's
+// holding of one snapshot, with the snapshot's age (see `CacheSnapshot.answer`).
 // Flags:
 //   --db PATH             the database (default $VIGIL_STATE_DIR/trading.db, else ./trading.db)
 //   --socket PATH         where to serve (default $VIGIL_RUNTIME_DIR/cache.sock, else ./cache.sock)
@@ -121,7 +124,7 @@ var clients: [Int32: Client] = [:]
         if bytes.isEmpty { drop(client); return }
         for line in client.input.append(bytes) {
             lookups += 1
-            let answer = cache?.answer(line) ?? "ERROR cache_rebuilding"
+            let answer = cache?.answer(line, now: vigil_monotonic_ns()) ?? "ERROR cache_rebuilding"
             client.output.append(contentsOf: Array(answer.utf8) + [10])
         }
         if client.input.overflowed { drop(client); return }
