@@ -18,11 +18,13 @@ extension TreeHost {
         }
     }
 
-    /// The same for one child's own socket.
+    /// The same for one child's own socket. `known`: the child, when it is no longer
+    /// tracked (its group is gone). Each datagram is handled with the child as the one
+    /// before left it (a MAINPID= must not be undone by the READY=1 after it).
     func readNotifications(_ fd: Int32, of known: LiveChild? = nil) {
         guard let id = nodeByNotify[fd] ?? known?.node else { return }
         for _ in 0..<512 {
-            guard let child = known ?? liveChild(id, notify: fd), let d = child.notify?.receive() else { return }
+            guard let child = liveChild(id, notify: fd) ?? known, let d = child.notify?.receive() else { return }
             handle(d, from: isForeign(d.pid, to: child) ? nil : child)
         }
     }
