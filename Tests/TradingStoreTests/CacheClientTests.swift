@@ -97,7 +97,8 @@ struct CacheClientTests {
             if c >= 0 { close(c) }
         }
         server.start()
-        let r = CacheClient(path: l.path, timeout: .milliseconds(500)).ask(["INFO"])
-        #expect(r == .failure(.closed) || r == .failure(.io(ECONNRESET)), "\(r)")
+        // A generous bound: on a loaded machine the server thread may take a while to run.
+        let r = CacheClient(path: l.path, timeout: .seconds(5)).ask(["INFO"])
+        #expect(r == .failure(.closed) || r == .failure(.io(ECONNRESET)) || r == .failure(.io(EPIPE)), "\(r)")
     }
 }
