@@ -59,6 +59,7 @@ let package = Package(
 
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
+        .testTarget(name: "VigilWorkerTests", dependencies: ["VigilWorker"]),
         .testTarget(name: "TradingTests", dependencies: ["Trading"]),
         .testTarget(name: "TradingStoreTests", dependencies: ["TradingStore", "Trading"]),
         .testTarget(name: "VigilHostTests", dependencies: ["VigilHost", "VigilCore", "VigilWire"], exclude: ["Fixtures"]),

@@ -22,6 +22,7 @@
  * It dies with vigil (PR_SET_PDEATHSIG), so a benchmark that loses vigil leaves nothing.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
@@ -152,10 +153,18 @@ int main(void) {
     }
     if (ch >= 0 && getenv("BENCH_HEARTBEAT")) {
         long ms = env_long("VIGIL_HEARTBEAT_MS", 1000);
-        struct timespec every = {ms / 1000, (ms % 1000) * 1000000L};
+        long long every = (long long)ms * 1000000LL;
         unsigned char beat = 0x02;
+        /* As the SDK does: beat at multiples of the interval on CLOCK_MONOTONIC, so all
+         * workers' beats reach vigil together (see Worker.nextBeat). */
         for (;;) {
-            nanosleep(&every, NULL);
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long t = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+            long long next = (t / every + 1) * every;
+            if (next - t < every / 2) next += every;
+            struct timespec at = {(time_t)(next / 1000000000LL), (long)(next % 1000000000LL)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR) {}
             if (send(ch, &beat, 1, MSG_NOSIGNAL) != 1) return 0;  /* vigil gone */
         }
     }
