@@ -57,6 +57,7 @@ extension TreeHost {
             if let why = beingStopped(s) {
                 stop.append((s, why))
                 died.insert(id)
+                restarting[id] = why
                 continue
             }
             guard configuration.topology.settings.adoptWindow > .zero else {
