@@ -93,6 +93,8 @@ struct SimulationTests {
     }
 
     func checkInvariants(_ h: Harness) {
+        // The idle index `reconcile` walks instead of every node is exactly the idle nodes.
+        #expect(h.tree.nodes.idleIndices == h.tree.nodes.indices.filter { h.tree.nodes[$0].state == .idle })
         var live = Set<Int32>()
         // A worker never has more than two processes, and two only during a handoff.
         var perNode: [NodeID: Int] = [:]

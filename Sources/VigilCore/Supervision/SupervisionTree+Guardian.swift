@@ -17,10 +17,6 @@ extension SupervisionTree {
 
     public var safeMode: SafeModeState? { safeModeState }
 
-    /// The worker with role guardian, if the topology has one.
-    var guardianNode: NodeID? {
-        nodes.first(where: { $0.worker?.role == .guardian })?.id
-    }
 
     /// Decides a guarded restart: refused in safe mode, else asked of the guardian, else
     /// the fail-safe. `restart` is what happens on `allow`.

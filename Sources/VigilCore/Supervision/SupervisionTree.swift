@@ -6,7 +6,7 @@
 /// Start order is depth-first declaration order; dependencies must be declared first (the
 /// validator enforces it), so reverse start order is also reverse dependency order.
 public struct SupervisionTree {
-    var nodes: [Node] = []
+    var nodes = NodeStore()
     var byName: [String: [NodeID]] = [:]
     var timers = TimerQueue()
     var random: any RandomNumberGenerator
@@ -30,6 +30,9 @@ public struct SupervisionTree {
     var nextQuestion: UInt64 = 0
 
     public let settings: TreeSettings
+    /// The worker with role guardian, if the topology has one (found once: it is asked
+    /// about on every exit and every READY).
+    private(set) var guardianNode: NodeID?
     public var root: NodeID { NodeID(0) }
 
     public init(topology: Topology, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
@@ -37,6 +40,7 @@ public struct SupervisionTree {
         self.settings = topology.settings
         add(.supervisor(topology.root), parent: nil, depth: 0)
         resolveDependencies()
+        guardianNode = nodes.first(where: { $0.worker?.role == .guardian })?.id
     }
 
     private mutating func add(_ spec: ChildSpec, parent: NodeID?, depth: Int) {
@@ -88,6 +92,13 @@ public struct SupervisionTree {
     public func pid(of id: NodeID) -> Int32? { nodes[id.index].pid }
     public func incarnation(of id: NodeID) -> UInt64 { nodes[id.index].incarnation }
     public func restarts(of id: NodeID) -> Int { nodes[id.index].restarts }
+    /// How many times supervisor `id` has started. Each start brings a fresh restart
+    /// intensity window, so an observer checking the window (the simulation's invariant
+    /// checker) knows which restarts belong to the same one.
+    public func activations(of id: NodeID) -> Int { nodes[id.index].activations }
+    /// True while supervisor `id` is terminating children (a cascade, an escalation, its
+    /// own stop): what it terminates goes last-started first.
+    public func isTerminatingChildren(_ id: NodeID) -> Bool { nodes[id.index].plan != nil }
     /// True while vigil is terminating this child on purpose (its group may then finish
     /// shutting down within `shutdown` after the leader exits).
     public func isBeingStopped(_ id: NodeID) -> Bool {
@@ -112,14 +123,15 @@ public struct SupervisionTree {
 
     /// True when a worker is READY, a supervisor has every child it cares about READY, or a
     /// child finished successfully (a transient job that exited 0 satisfies dependents).
+    /// (Fields are read in place, not by copying the node: this runs for every dependency
+    /// of every waiting node after every event.)
     public func isReady(_ id: NodeID) -> Bool {
-        let n = nodes[id.index]
-        if n.finished { return n.lastExit == .exited(0) || n.isSupervisor }
-        guard n.state == .running else { return false }
-        guard n.isSupervisor else { return true }
-        return n.children.allSatisfy { c in
-            let child = nodes[c.index]
-            return child.held || child.finished && child.restartType == .temporary || isReady(c)
+        let i = id.index
+        if nodes[i].finished { return nodes[i].lastExit == .exited(0) || nodes[i].isSupervisor }
+        guard nodes[i].state == .running else { return false }
+        guard nodes[i].isSupervisor else { return true }
+        return nodes[i].children.allSatisfy { c in
+            nodes[c.index].held || nodes[c.index].finished && nodes[c.index].restartType == .temporary || isReady(c)
         }
     }
 
@@ -306,17 +318,24 @@ public struct SupervisionTree {
     mutating func reconcile() {
         guard isStarted, outcome == nil else { return }
         // A worker whose side process (a handoff's) is still going away starts once it is gone.
-        for i in nodes.indices where nodes[i].state == .idle && nodes[i].overlap == nil {
+        // In start order, looking for the next idle node only after this one is handled: a
+        // supervisor that starts makes its children (later in start order) idle, and they
+        // start in the same pass.
+        var next = nodes.nextIdle(from: 0)
+        while let i = next {
+            defer { next = nodes.nextIdle(from: i + 1) }
+            guard nodes[i].overlap == nil else { continue }
             let id = nodes[i].id
             if let p = nodes[i].parent {
                 guard nodes[p.index].state == .running, nodes[p.index].plan == nil else { continue }
             } else if isShuttingDown {
                 continue
             }
-            guard nodes[i].dependencies.allSatisfy(isReady) else { continue }
+            guard nodes[i].dependencies.allSatisfy({ isReady($0) }) else { continue }
             if nodes[i].isSupervisor {
                 nodes[i].state = .running
                 nodes[i].window.reset()
+                nodes[i].activations += 1
                 nodes[i].startedAt = now
                 nodes[i].readyAt = now
                 for c in nodes[i].children { refresh(c) }
