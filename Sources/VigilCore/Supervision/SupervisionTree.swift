@@ -33,6 +33,9 @@ public struct SupervisionTree {
     /// The worker with role guardian, if the topology has one (found once: it is asked
     /// about on every exit and every READY).
     private(set) var guardianNode: NodeID?
+    /// The workers with `safe_mode: stop`, in start order (found once: safe mode may come
+    /// and go often, and the tree may be large).
+    private(set) var stoppedInSafeMode: [NodeID] = []
     public var root: NodeID { NodeID(0) }
 
     public init(topology: Topology, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
@@ -41,6 +44,7 @@ public struct SupervisionTree {
         add(.supervisor(topology.root), parent: nil, depth: 0)
         resolveDependencies()
         guardianNode = nodes.first(where: { $0.worker?.role == .guardian })?.id
+        stoppedInSafeMode = nodes.filter { $0.worker?.safeMode == .stop }.map(\.id)
     }
 
     private mutating func add(_ spec: ChildSpec, parent: NodeID?, depth: Int) {
@@ -321,17 +325,28 @@ public struct SupervisionTree {
         // In start order, looking for the next idle node only after this one is handled: a
         // supervisor that starts makes its children (later in start order) idle, and they
         // start in the same pass.
-        var next = nodes.nextIdle(from: 0)
+        // Waiting nodes are parked on the dependency they wait for (see NodeStore).
+        nodes.wakeWaiters()
+        var next = nodes.nextStartable(from: 0)
         while let i = next {
-            defer { next = nodes.nextIdle(from: i + 1) }
+            defer {
+                nodes.wakeWaiters()
+                next = nodes.nextStartable(from: i + 1)
+            }
             guard nodes[i].overlap == nil else { continue }
             let id = nodes[i].id
             if let p = nodes[i].parent {
-                guard nodes[p.index].state == .running, nodes[p.index].plan == nil else { continue }
+                guard nodes[p.index].state == .running, nodes[p.index].plan == nil else {
+                    nodes.park(i, on: p.index)
+                    continue
+                }
             } else if isShuttingDown {
                 continue
             }
-            guard nodes[i].dependencies.allSatisfy({ isReady($0) }) else { continue }
+            if let waitingFor = nodes[i].dependencies.first(where: { !isReady($0) }) {
+                nodes.park(i, on: waitingFor.index)
+                continue
+            }
             if nodes[i].isSupervisor {
                 nodes[i].state = .running
                 nodes[i].window.reset()
