@@ -29,6 +29,9 @@ let package = Package(
         .target(name: "VigilCore", linkerSettings: [.linkedLibrary("m")]),
         // Frames spoken between vigil and a worker.
         .target(name: "VigilWire"),
+        // Deterministic simulation of the core: random trees, random events, invariants
+        // checked after every event (used by vigil-sim and VigilSimulationTests).
+        .target(name: "VigilSimulation", dependencies: ["VigilCore"]),
         // The imperative shell: syscalls, event loop, journal, control socket, YAML loader.
         .target(name: "VigilHost", dependencies: ["VigilCore", "VigilWire", "CShim", "CSystemd", "CSQLite", "CYAML"]),
         // The SDK a worker executable is written with. Kept free of Foundation: it costs
@@ -40,6 +43,8 @@ let package = Package(
         .target(name: "TradingStore", dependencies: ["Trading", "CSQLite", "CShim"]),
 
         .executableTarget(name: "vigil", dependencies: ["VigilHost", "VigilCore"]),
+        // `vigil-sim --seed S --events N --children C`: one long simulation run.
+        .executableTarget(name: "vigil-sim", dependencies: ["VigilSimulation"]),
         // A worker that misbehaves on demand (no READY, ignores SIGTERM, forks, floods),
         // spawned by the integration tests.
         .executableTarget(name: "vigil-test-worker", dependencies: ["VigilWire", "CShim"]),
@@ -58,6 +63,7 @@ let package = Package(
         .executableTarget(name: "vigil-sdk-test-worker", dependencies: ["VigilWorker"]),
 
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
+        .testTarget(name: "VigilSimulationTests", dependencies: ["VigilSimulation", "VigilCore"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
         .testTarget(name: "VigilWorkerTests", dependencies: ["VigilWorker"]),
         .testTarget(name: "TradingTests", dependencies: ["Trading"]),

@@ -144,4 +144,23 @@ struct CommandTests {
         #expect(h.command(.stop("nope"))?.message.contains("no child named 'nope'") == true)
         #expect(h.command(.start("a"))?.message.contains("is not stopped") == true)
     }
+
+    /// Found by the deterministic simulation (vigil-sim): `vigil restart S` while S was
+    /// escalating used to mark S idle with its plan still running, so S started again at
+    /// once and set its still-running children idle: their exits were then ignored (the
+    /// core kept a dead pid) or they were spawned a second time beside themselves.
+    @Test func aSupervisorStoppingItsChildrenRefusesStopAndRestart() {
+        var h = Harness(root: supervisor("root", max: 100, [
+            .supervisor(supervisor("data", max: 0, [worker("a"), worker("b")])),
+        ]))
+        h.start()
+        h.exit("b", .signaled(9))   // data exceeds its intensity and terminates a first
+        #expect(h.state("a") == "stopping")
+        #expect(h.command(.restart("data"))?.message.contains("is stopping its children") == true)
+        #expect(h.command(.stop("data"))?.message.contains("is stopping its children") == true)
+        h.exitSignalled()           // a is gone: data fails to root, which restarts it
+        #expect(h.pids(of: "a").count == 1)
+        #expect(h.pid("a") == h.pids(of: "a").first)
+        #expect(h.records(.escalate).map(\.node) == ["data"])
+    }
 }

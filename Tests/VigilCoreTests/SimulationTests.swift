@@ -93,6 +93,16 @@ struct SimulationTests {
     }
 
     func checkInvariants(_ h: Harness) {
+        // The idle index `reconcile` walks instead of every node is exactly the idle nodes,
+        // and a node is parked (skipped until what blocks it changes) only while it is idle
+        // and its supervisor is not active or one of its dependencies is not READY.
+        let nodes = h.tree.nodes
+        #expect(nodes.idleIndices == nodes.indices.filter { nodes[$0].state == .idle })
+        for i in nodes.parkedIndices {
+            let parentActive = nodes[i].parent.map { nodes[$0.index].state == .running && nodes[$0.index].plan == nil } ?? true
+            #expect(nodes[i].state == .idle && (!parentActive || !nodes[i].dependencies.allSatisfy { h.tree.isReady($0) }),
+                    "\(nodes[i].name) is parked but could start")
+        }
         var live = Set<Int32>()
         // A worker never has more than two processes, and two only during a handoff.
         var perNode: [NodeID: Int] = [:]

@@ -161,6 +161,9 @@ struct Node: Sendable {
 
     // Supervisors only.
     var window = RestartWindow()
+    /// How many times this supervisor has started (each start is a new OTP supervisor
+    /// process with a fresh intensity window).
+    var activations = 0
     var plan: Plan?
     /// Children that failed while a plan was running, handled when it ends.
     var deferred: [NodeID] = []

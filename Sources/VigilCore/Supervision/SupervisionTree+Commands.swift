@@ -21,6 +21,12 @@ extension SupervisionTree {
             if let p = nodes[id.index].parent, nodes[p.index].plan != nil || nodes[p.index].state != .running {
                 return .failure(CommandError("\(nodes[p.index].name) is busy restarting or stopping its children; try again in a moment"))
             }
+            // A supervisor terminating its children (escalating, or already being stopped)
+            // still has live children: restarting it now would start them again beside
+            // themselves. It is down, or failed to its parent, once they are gone.
+            if nodes[id.index].isSupervisor, nodes[id.index].state != .running, nodes[id.index].plan != nil {
+                return .failure(CommandError("\(nodes[id.index].name) is stopping its children; try again in a moment"))
+            }
         }
         switch command {
         case .stop:

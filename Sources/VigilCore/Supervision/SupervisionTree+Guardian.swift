@@ -158,8 +158,9 @@ extension SupervisionTree {
         safeModeState = SafeModeState(reason: reason, by: by, since: now, liquidating: false)
         emit(.safeMode, root, detail: "entered (by \(by)): \(reason)")
         effects.append(.broadcast(key: "safe_mode", value: "on"))
-        for n in nodes where n.worker?.safeMode == .stop && !n.held && !n.finished {
-            let id = n.id
+        // Not `for n in nodes`: iterating the store while takeDown mutates it copied every
+        // node of the tree on each entry into safe mode.
+        for id in stoppedInSafeMode where !nodes[id.index].held && !nodes[id.index].finished {
             nodes[id.index].downForSafeMode = true
             takeDown(id, reason: "stopped by safe mode", handoff: "safe mode stops it")
         }

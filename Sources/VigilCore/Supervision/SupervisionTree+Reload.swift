@@ -34,7 +34,7 @@ extension SupervisionTree {
     public var isReloading: Bool { pendingReload != nil }
 
     /// A node's identity across a reload: its name, its kind and its parent's name.
-    private func identity(_ n: Node, in nodes: [Node]) -> String {
+    private func identity(_ n: Node, in nodes: NodeStore) -> String {
         (n.isSupervisor ? "s:" : "w:") + n.name + "<" + (n.parent.map { nodes[$0.index].name } ?? "")
     }
 
@@ -137,6 +137,7 @@ extension SupervisionTree {
             fresh.nodes[i].finished = o.finished
             fresh.nodes[i].downForSafeMode = o.downForSafeMode
             fresh.nodes[i].window = o.window
+            fresh.nodes[i].activations = o.activations
             fresh.rescheduleTimers(of: fresh.nodes[i].id)
         }
         // Safe mode holds for the new specs too: what it stops is not started.

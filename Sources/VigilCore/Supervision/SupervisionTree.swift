@@ -6,7 +6,7 @@
 /// Start order is depth-first declaration order; dependencies must be declared first (the
 /// validator enforces it), so reverse start order is also reverse dependency order.
 public struct SupervisionTree {
-    var nodes: [Node] = []
+    var nodes = NodeStore()
     var byName: [String: [NodeID]] = [:]
     var timers = TimerQueue()
     var random: any RandomNumberGenerator
@@ -42,10 +42,13 @@ public struct SupervisionTree {
     public internal(set) var unclaimedAdoptions: [NodeID: AdoptionCandidate] = [:]
 
     public let settings: TreeSettings
-    public var root: NodeID { NodeID(0) }
-    /// The worker with role guardian, if the topology has one. Found once: looked up on
-    /// every exit and every READY, a scan of the nodes there made each of those O(n).
+    /// The worker with role guardian, if the topology has one (found once: it is asked
+    /// about on every exit and every READY).
     private(set) var guardianNode: NodeID?
+    /// The workers with `safe_mode: stop`, in start order (found once: safe mode may come
+    /// and go often, and the tree may be large).
+    private(set) var stoppedInSafeMode: [NodeID] = []
+    public var root: NodeID { NodeID(0) }
 
     public init(topology: Topology, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
         self.random = random
@@ -56,6 +59,7 @@ public struct SupervisionTree {
             if case .worker(let w) = nodes[i].kind { return w.role == .guardian }
             return false
         }.map { nodes[$0].id }
+        stoppedInSafeMode = nodes.filter { $0.worker?.safeMode == .stop }.map(\.id)
     }
 
     private mutating func add(_ spec: ChildSpec, parent: NodeID?, depth: Int) {
@@ -108,6 +112,13 @@ public struct SupervisionTree {
     public func incarnation(of id: NodeID) -> UInt64 { nodes[id.index].incarnation }
     public func restarts(of id: NodeID) -> Int { nodes[id.index].restarts }
     public func parent(of id: NodeID) -> NodeID? { nodes[id.index].parent }
+    /// How many times supervisor `id` has started. Each start brings a fresh restart
+    /// intensity window, so an observer checking the window (the simulation's invariant
+    /// checker) knows which restarts belong to the same one.
+    public func activations(of id: NodeID) -> Int { nodes[id.index].activations }
+    /// True while supervisor `id` is terminating children (a cascade, an escalation, its
+    /// own stop): what it terminates goes last-started first.
+    public func isTerminatingChildren(_ id: NodeID) -> Bool { nodes[id.index].plan != nil }
     /// True while vigil is terminating this child on purpose (its group may then finish
     /// shutting down within `shutdown` after the leader exits).
     public func isBeingStopped(_ id: NodeID) -> Bool {
@@ -132,6 +143,8 @@ public struct SupervisionTree {
 
     /// True when a worker is READY, a supervisor has every child it cares about READY, or a
     /// child finished successfully (a transient job that exited 0 satisfies dependents).
+    /// (Fields are read in place, not by copying the node: this runs for every dependency
+    /// of every waiting node after every event.)
     public func isReady(_ id: NodeID) -> Bool {
         // Fields are read in place: a copy of the whole Node (its spec, strings, arrays)
         // per call made the tree's start and every reconcile cost O(n) copies.
@@ -336,13 +349,24 @@ public struct SupervisionTree {
     mutating func reconcile() {
         guard isStarted, outcome == nil else { return }
         // A worker whose side process (a handoff's) is still going away starts once it is gone.
-        // Matched in place (no copy of a node's state or overlap per node): this scan runs
-        // after every event.
-        for i in nodes.indices {
-            guard case .idle = nodes[i].state, case .none = nodes[i].overlap else { continue }
+        // In start order, looking for the next idle node only after this one is handled: a
+        // supervisor that starts makes its children (later in start order) idle, and they
+        // start in the same pass.
+        // Waiting nodes are parked on the dependency they wait for (see NodeStore).
+        nodes.wakeWaiters()
+        var next = nodes.nextStartable(from: 0)
+        while let i = next {
+            defer {
+                nodes.wakeWaiters()
+                next = nodes.nextStartable(from: i + 1)
+            }
+            guard nodes[i].overlap == nil else { continue }
             let id = nodes[i].id
             if let p = nodes[i].parent {
-                guard case .running = nodes[p.index].state, case .none = nodes[p.index].plan else { continue }
+                guard nodes[p.index].state == .running, nodes[p.index].plan == nil else {
+                    nodes.park(i, on: p.index)
+                    continue
+                }
             } else if isShuttingDown {
                 continue
             }
@@ -351,11 +375,10 @@ public struct SupervisionTree {
                 adopt(id, adopted)
                 continue
             }
-            // A loop, not `allSatisfy(isReady)`: the method reference captured a copy of
-            // the whole tree per idle node, per event.
-            var dependenciesReady = true
-            for d in nodes[i].dependencies where !isReady(d) { dependenciesReady = false; break }
-            guard dependenciesReady else { continue }
+            if let waitingFor = nodes[i].dependencies.first(where: { !isReady($0) }) {
+                nodes.park(i, on: waitingFor.index)
+                continue
+            }
             if let reason = unseenRestarts.removeValue(forKey: id) {
                 restartUnseen(id, reason: reason)
                 continue
@@ -363,6 +386,7 @@ public struct SupervisionTree {
             if nodes[i].isSupervisor {
                 nodes[i].state = .running
                 nodes[i].window.reset()
+                nodes[i].activations += 1
                 nodes[i].startedAt = now
                 nodes[i].readyAt = now
                 for c in nodes[i].children { refresh(c) }

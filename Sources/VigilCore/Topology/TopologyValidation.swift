@@ -74,9 +74,13 @@ public enum TopologyValidator {
     /// earliest candidate); failing that, the only candidate that `word` (3 characters or
     /// more) is the beginning of, as in `cache` for `cache-warmer`.
     public static func closest(to word: String, in candidates: [String]) -> String? {
-        let limit = word.count <= 3 ? 1 : 2
+        let length = word.count
+        let limit = length <= 3 ? 1 : 2
         var best: (name: String, distance: Int)?
         for c in candidates where c != word {
+            // The distance is at least the difference in length: skip the O(n*m) table
+            // when it cannot be close (a long unknown key, thousands of unknown names).
+            guard abs(c.count - length) <= limit else { continue }
             let d = editDistance(word, c)
             if d <= limit, d < (best?.distance ?? Int.max) { best = (c, d) }
         }
