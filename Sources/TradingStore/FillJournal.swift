@@ -85,10 +85,17 @@ public struct FillJournal: Sendable {
     /// Appends `entries` in one write and fsyncs; returns once they are on disk.
     public func append(_ entries: [JournalEntry]) throws(JournalError) {
         guard !entries.isEmpty else { return }
-        let bytes = Array(entries.map { $0.line + "\n" }.joined().utf8)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        var bytes = Array(entries.map { $0.line + "\n" }.joined().utf8)
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JournalError(operation: "open \(path)", code: errno) }
         defer { close(fd) }
+        // A torn last line (a crash half-way through a write) is ended first, so this entry
+        // starts a line of its own instead of being glued to the fragment and lost with it.
+        var st = stat()
+        if fstat(fd, &st) == 0 && st.st_size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, off_t(st.st_size - 1)) == 1 && last != 10 { bytes.insert(10, at: 0) }
+        }
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

@@ -50,6 +50,19 @@ struct FillJournalTests {
         #expect(FillJournal.defaultPath(databasePath: "trading.db") == "./fills.journal")
     }
 
+    @Test func anAppendAfterATornLastLineStartsALineOfItsOwn() throws {
+        // Found by a fresh-user run: a crash half-way through a write leaves a fragment
+        // without its newline, and the next fill was glued to it and lost with it.
+        let path = NSTemporaryDirectory() + "vigil-journal-torn-" + UUID().uuidString.prefix(8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("F1 99999 bogus.1 BTC-USD BUY 1 600000".utf8).write(to: URL(fileURLWithPath: path))
+        let journal = FillJournal(path: path)
+        try journal.append([entry])
+        let read = try journal.read()
+        #expect(read.entries == [entry], "the acknowledged fill survives the torn line before it")
+        #expect(read.damagedLines == 1)
+    }
+
     @Test func everyFillTheStoreCommitsIsJournaledWithItsID() throws {
         let dir = NSTemporaryDirectory() + "vigil-journal-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
