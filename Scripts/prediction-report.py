@@ -88,7 +88,7 @@ def show(r):
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
     print(f"forecasts {r['forecasts']} ({r['unsettled']} not settled yet), on: {', '.join(r['forecast_workers']) or '-'}")
     print(f"confirmed {r['confirmed_failed']} by failure + {r['confirmed_forestalled']} forestalled, "
-          f"refuted {r['refuted']}, missed {r['missed']} ({r['missed_memory_limit']} memory-limit kills)")
+          f"refuted {r['refuted']}, missed {r['missed']} (of which memory-limit kills nobody forecast: {r['missed_memory_limit']})")
     for m, c in r["by_model"].items():
         print(f"  {m}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     print(f"precision {pct(r['precision'])}  recall {pct(r['recall'])}  "
