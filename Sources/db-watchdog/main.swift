@@ -164,7 +164,7 @@ worker.log("watching \(path): quick_check every \(interval), integrity_check eve
 
 // MARK: - Watching
 
-var quickChecks = 0, fullChecks = 0, checkpoints = 0
+var quickChecks = 0, fullChecks = 0, checkpoints = 0, failedCheckpoints = 0
 var lastCheckpoint = "none yet"
 let start = vigil_monotonic_ns()
 var nextQuick = start + interval.wholeNanoseconds
@@ -211,9 +211,14 @@ while !worker.isStopping {
             let (frames, done) = try store.checkpointWAL()
             checkpoints += 1
             lastCheckpoint = "\(done) of \(frames) WAL frames"
+            if failedCheckpoints > 0 { note("db-health", "WAL checkpoints work again after \(failedCheckpoints) failed") }
+            failedCheckpoints = 0
         } catch {
-            lastCheckpoint = "failed: \(error)"
-            worker.log("WAL checkpoint failed: \(error)")
+            // Not damage (the pages check out), but the WAL grows without bound and a
+            // reader pays for it: said in the journal once per streak, not every interval.
+            failedCheckpoints += 1
+            lastCheckpoint = "failed \(failedCheckpoints)x: \(error)"
+            if failedCheckpoints == 1 { note("db-health", "WAL checkpoint failed: \(error); the WAL grows until one succeeds") } else { worker.log("WAL checkpoint failed again: \(error)") }
         }
         nextCheckpoint = now + checkpointInterval.wholeNanoseconds
     }
