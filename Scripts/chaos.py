@@ -486,10 +486,28 @@ class Soak:
             self.status()
             self.sample()
             self.tidy()
-            if self.nodes and self.all_ready() and not self.safe_mode and not self.hung and not self.handing_off:
+            if (self.nodes and self.all_ready() and not self.safe_mode and not self.hung and not self.handing_off
+                    and not self.unrestored_damage()):
                 return time.monotonic() - t0
             time.sleep(0.1)
         return None
+
+    def unrestored_damage(self):
+        """A damage of the database db-watchdog has not restored yet (it notices at its next
+        check, so a tree that looks READY right after a damage is not healed)."""
+        damages = [f for f in self.faults if f["kind"].startswith("damage")]
+        if not damages:
+            return False
+        try:
+            db = sqlite3.connect(f"file:{self.state_dir}/journal.db?mode=ro", uri=True, timeout=10)
+            try:
+                restores = [at for (at,) in db.execute(
+                    "SELECT at_ns FROM events WHERE kind = 'report' AND node = 'db-watchdog' AND detail LIKE 'db-restore%'")]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return True
+        return any(not any(at > f["at"] for at in restores) for f in damages)
 
     # ---- the checks ----
 
