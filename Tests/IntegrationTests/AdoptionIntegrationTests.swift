@@ -299,15 +299,7 @@ struct AdoptionIntegrationTests {
 @Suite("Re-adoption of a forking daemon", .serialized)
 struct MainPIDAdoptionTests {
     @Test func aForkingDaemonIsTakenBackByItsMainProcess() throws {
-        let v = try VigilUnderTest("""
-        name: t
-        children:
-          - worker: daemon
-            argv: [\(NotifyIntegrationTests.sdWorker)]
-            env: {SDW_FORK: "1"}
-            readiness: notify
-            shutdown: 2s
-        """)
+        let v = try VigilUnderTest(MainPIDIntegrationTests.forkingDaemon)
         v.waitFor("ready") { $0["daemon"]?.state == "ready" }
         v.waitFor("MAINPID taken") { _ in v.events().contains { $0.contains(" main_pid ") } }
         let main = v.status()!["daemon"]!.pid!

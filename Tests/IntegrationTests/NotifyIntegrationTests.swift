@@ -198,8 +198,9 @@ func sendDatagram(_ text: String, to path: String) -> Bool {
 /// `MAINPID=`: a forking daemon's real process, not its first one, is the child.
 @Suite("MAINPID: forking daemons", .serialized)
 struct MainPIDIntegrationTests {
-    @Test func aForkingDaemonLivesInTheProcessItNamedAndIsRestartedWhenThatDies() throws {
-        let v = try VigilUnderTest("""
+    /// One forking daemon: vigil-sd-test-worker's first process forks the real one, says
+    /// MAINPID= and exits.
+    static let forkingDaemon = """
         name: t
         children:
           - worker: daemon
@@ -207,7 +208,10 @@ struct MainPIDIntegrationTests {
             env: {SDW_FORK: "1"}
             readiness: notify
             shutdown: 2s
-        """)
+        """
+
+    @Test func aForkingDaemonLivesInTheProcessItNamedAndIsRestartedWhenThatDies() throws {
+        let v = try VigilUnderTest(Self.forkingDaemon)
         v.waitFor("READY from the forked process") { $0["daemon"]?.state == "ready" }
         v.waitFor("MAINPID taken") { _ in v.events().contains { $0.contains("its main process is now pid") } }
         let line = v.events().first { $0.contains("its main process is now pid") } ?? ""
