@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scenario_support import ROOT, Checks, owner, vigil_binary
 RUNNERS = ["strategy-runner.1", "strategy-runner.2", "strategy-runner.3"]
 TARGETS = ["exchange-gateway"] + RUNNERS
 
@@ -91,14 +91,6 @@ class Tree:
         return sqlite3.connect(f"file:{self.state_dir}/trading.db?mode=ro", uri=True)
 
 
-def owner(client_order_id):
-    """The strategy owning an id: `<owner>.<incarnation>.<session>.<seq>` (Trading.orderOwner)."""
-    parts = client_order_id.split(".")
-    if len(parts) >= 4 and parts[-3].isdigit():
-        return ".".join(parts[:-3]) or None
-    return None
-
-
 def nets_by_owner(db):
     out = {}
     for cid, symbol, q in db.execute(
@@ -118,18 +110,12 @@ def main():
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
-    vigil = f"{ROOT}/.build/{args.build}/vigil"
-    if not os.access(vigil, os.X_OK):
-        sys.exit(f"scenario: {vigil} is missing: build it first with `swift build -c {args.build}`")
+    vigil = vigil_binary(args.build, "scenario")
     directory = tempfile.mkdtemp(prefix="vigil-capital-safety-")
     print(f"scenario: seed {seed}, {args.kills} kills, vigil {vigil}, directory {directory}", flush=True)
     tree = Tree(vigil, f"{ROOT}/Topology/scenarios/capital-safety.yaml", directory)
-    failures = []
-
-    def check(ok, line):
-        print(("ok    " if ok else "FAIL  ") + line, flush=True)
-        if not ok:
-            failures.append(line)
+    check = Checks()
+    failures = check.failures
 
     try:
         tree.all_ready(TARGETS + ["risk-guardian", "db-watchdog"])

@@ -60,7 +60,7 @@ try:
 except ImportError:  # Scripts/setup.sh installs it
     sys.exit("chaos: needs PyYAML (python3 -m pip install pyyaml, or apt-get install python3-yaml)")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scenario_support import ROOT, owner
 SHARE = 0.6          # of a supervisor's intensity the runner may use
 PER_CHILD = 3        # faults per child per minute at most
 DAMAGE_EVERY = 30.0  # seconds between two damages of the trading database at least
@@ -544,8 +544,7 @@ class Soak:
         stored = {c: i for i, c in db.execute("SELECT id, client_order_id FROM fills")}
         nets = {}
         for cid, symbol, q in db.execute("SELECT client_order_id, symbol, CASE side WHEN 'BUY' THEN quantity ELSE -quantity END FROM fills"):
-            parts = cid.split(".")
-            o = ".".join(parts[:-3]) if len(parts) >= 4 and parts[-3].isdigit() else ""
+            o = owner(cid) or ""
             nets.setdefault(o, collections.Counter())[symbol] += q
         db.close()
         nets = {o: {s: q for s, q in c.items() if q} for o, c in nets.items()}

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from scenario_support import ROOT, Checks, owner, vigil_binary
 CHECK_INTERVAL = 0.5  # db-watchdog --interval in the scenario's topology
 RUNNERS = ["strategy-runner.1", "strategy-runner.2", "strategy-runner.3"]
 ALL = ["db-watchdog", "cache-warmer", "risk-guardian", "exchange-gateway"] + RUNNERS
@@ -127,11 +127,6 @@ def lookup(tree, requests):
     return data.decode().splitlines()
 
 
-def owner(cid):
-    parts = cid.split(".")
-    return ".".join(parts[:-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-
-
 def damage(kind, path):
     if kind == "garbage":
         size = os.path.getsize(path)
@@ -151,18 +146,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", choices=["debug", "release"], default="release", help="which build of vigil (default release)")
     args = ap.parse_args()
-    vigil = f"{ROOT}/.build/{args.build}/vigil"
-    if not os.access(vigil, os.X_OK):
-        sys.exit(f"scenario: {vigil} is missing: build it first with `swift build -c {args.build}`")
+    vigil = vigil_binary(args.build, "scenario")
     directory = tempfile.mkdtemp(prefix="vigil-data-healing-")
     print(f"scenario: vigil {vigil}, directory {directory}", flush=True)
     tree = Tree(vigil, f"{ROOT}/Topology/scenarios/data-healing.yaml", directory)
-    failures = []
-
-    def check(ok, line):
-        print(("ok    " if ok else "FAIL  ") + line, flush=True)
-        if not ok:
-            failures.append(line)
+    check = Checks()
+    failures = check.failures
 
     try:
         start = tree.wait("every worker READY", lambda n: all(n.get(w, {}).get("state") == "ready" for w in ALL))
